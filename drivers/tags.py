@@ -1,0 +1,158 @@
+"""The tag store: which repository names, tags and digests point at which image.
+
+Docker 1.8.2 kept this in graph/tags.go as TagStore, saved to `<root>/repositories-<driver>`:
+
+    {"Repositories": {"busybox": {"latest": "<image id>"}}}
+
+Modern dockerd (reference/store.go) keeps the same idea with normalised names and adds
+digests. pydockerd keeps 1.8's file name and JSON shape, with the modern content:
+
+    {"Repositories": {"docker.io/library/busybox": {"latest": "sha256:<id>",
+                                                    "sha256:<digest>": "sha256:<id>"}}}
+
+Repository names are fully qualified (drivers/reference.py normalises `busybox` to
+`docker.io/library/busybox`), so `busybox` and `docker.io/library/busybox` can never be two
+entries. Within a repository a key with a colon is a digest (`sha256:...`, a digest algorithm
+always has one), any other key is a tag (tags cannot contain a colon).
+
+The file is rewritten whole on every change, atomically, so a crash leaves either the old or
+the new store and never half of one. The daemon serves requests on many threads, so every
+read and write holds the store's lock.
+"""
+import json
+import os
+import threading
+
+from drivers.errdefs import Conflict, InvalidParameter
+from drivers.ioutils import atomic_write_file
+from drivers.reference import Reference
+
+DIGEST_ALGORITHM = "sha256"
+
+
+def is_digest_key(key):
+    """Within a repository, digests are `algorithm:hex` and tags never contain a colon."""
+    return ":" in key
+
+
+class TagStore(object):
+    """TagStore (graph/tags.go): the references of every image, saved in `repositories-<driver>`.
+
+    Interface used by the graph, the API handlers and the registry client:
+      add(ref, image_id, force=False)      tag `ref` (a Reference with a tag, `latest` if none)
+      add_digest(ref, image_id)            record `ref` (a Reference with a digest)
+      get(ref) -> image id or None         what `ref` points at (no tag means `latest`)
+      delete(ref) -> bool                  drop `ref`; False if it was not there
+      references(image_id) -> [Reference]  every tag and digest of an image, sorted like dockerd
+      repositories() -> [(name, {key: image id})]
+      by_repo(name) -> [(Reference, image id)]   every tag and digest of one repository
+    Image IDs are always "sha256:<64 hex>".
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._repositories = self._load()
+        if not os.path.exists(path):
+            self._save()  # NewTagStore writes an empty store, so the file exists from the first boot
+
+    def _load(self):
+        try:
+            with open(self.path, "rb") as store_file:
+                content = json.loads(store_file.read().decode("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as err:
+            raise ValueError("Error loading tag store %s: %s" % (self.path, err)) from None
+        return content.get("Repositories") or {}
+
+    def _save(self):
+        data = json.dumps({"Repositories": self._repositories}, sort_keys=True).encode("utf-8")
+        atomic_write_file(self.path, data, 0o600)
+
+    def add(self, ref, image_id, force=False):
+        """AddTag: point ref's tag at `image_id`.
+
+        A tag that already points at another image is moved only with `force`, as in 1.8's
+        `docker tag -f`; modern dockerd always forces (tag, import, load and pull all move
+        tags silently), so the daemon's callers pass force=True. Digests are refused here:
+        they are immutable and go through add_digest.
+        """
+        if ref.digest is not None:
+            raise InvalidParameter("refusing to create a tag with a digest reference")
+        if ref.familiar_name == DIGEST_ALGORITHM:
+            raise InvalidParameter("refusing to create an ambiguous tag using digest algorithm as name")
+        ref = ref.with_default_tag()
+        with self._lock:
+            old_id = self._repositories.get(ref.name, {}).get(ref.tag)
+            if old_id == image_id:
+                return
+            if old_id is not None and not force:
+                raise Conflict("Conflict: Tag %s is already set to image %s, if you want to replace it, "
+                               "please use the force option" % (ref.familiar_string(), old_id))
+            self._set(ref.name, ref.tag, image_id)
+
+    def add_digest(self, ref, image_id):
+        """AddDigest: record that ref's digest (a manifest digest from a registry) is `image_id`."""
+        if ref.digest is None:
+            raise InvalidParameter("reference %s has no digest" % ref)
+        with self._lock:
+            old_id = self._repositories.get(ref.name, {}).get(ref.digest)
+            if old_id == image_id:
+                return
+            if old_id is not None:
+                raise Conflict("Cannot overwrite digest %s" % ref.digest)
+            self._set(ref.name, ref.digest, image_id)
+
+    def _set(self, name, key, image_id):
+        self._repositories.setdefault(name, {})[key] = image_id
+        self._save()
+
+    def get(self, ref):
+        """Get: the image ID `ref` points at, or None. A reference without a tag means `latest`."""
+        ref = ref.with_default_tag()
+        with self._lock:
+            return self._repositories.get(ref.name, {}).get(_key_of(ref))
+
+    def delete(self, ref):
+        """Delete: drop one tag or digest; an emptied repository goes too. False if absent."""
+        ref = ref.with_default_tag()
+        with self._lock:
+            repository = self._repositories.get(ref.name, {})
+            if repository.pop(_key_of(ref), None) is None:
+                return False
+            if not repository:
+                del self._repositories[ref.name]
+            self._save()
+            return True
+
+    def references(self, image_id):
+        """References: every tag and digest of `image_id`, sorted by full string like dockerd."""
+        with self._lock:
+            refs = [_make_reference(name, key)
+                    for name, repository in self._repositories.items()
+                    for key, target in repository.items() if target == image_id]
+        return sorted(refs, key=str)
+
+    def repositories(self):
+        """A snapshot of the whole store: [(repository name, {tag or digest: image id})]."""
+        with self._lock:
+            return sorted((name, dict(repository)) for name, repository in self._repositories.items())
+
+    def by_repo(self, name):
+        """ReferencesByName: [(Reference, image id)] for every tag and digest of repository `name`."""
+        with self._lock:
+            repository = dict(self._repositories.get(name, {}))
+        pairs = [(_make_reference(name, key), image_id) for key, image_id in repository.items()]
+        return sorted(pairs, key=lambda pair: str(pair[0]))
+
+
+def _key_of(ref):
+    return ref.digest if ref.digest is not None else ref.tag
+
+
+def _make_reference(name, key):
+    domain, path = name.split("/", 1)
+    if is_digest_key(key):
+        return Reference(domain, path, digest=key)
+    return Reference(domain, path, tag=key)

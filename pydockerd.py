@@ -8,15 +8,21 @@ This file reads top to bottom, in the order Docker 1.8.2's daemon does things:
 
   1. Config        dockerd's flags and /etc/docker/daemon.json          (docker/daemon.go, daemon/config.go)
   2. NewDaemon     the boot, one function per step, in the seed's order (daemon/daemon.go NewDaemon)
-  3. The stores    events, linkgraph.db and the other state the daemon keeps
-  4. The Engine API  routes, versioning, errors, streams and hijack     (api/server/server.go)
-  5. main()        parse flags, boot, serve, shut down cleanly          (docker/daemon.go mainDaemon)
+  3. The stores    events, linkgraph.db, containers, truncindex, sysinfo
+  4. Containers    create, start, stop, kill, wait, rm, restart policy  (daemon/create.go, start.go, ...)
+  5. The Engine API  routes, versioning, errors, streams and hijack     (api/server/server.go)
+  6. main()        parse flags, boot, serve, shut down cleanly          (docker/daemon.go mainDaemon)
 
 The lower layers live in drivers/, one module per Docker package: linux (the syscalls),
-trust (libtrust), graphdriver with vfs/overlay/aufs, archive, graph and tags (the image store).
+trust (libtrust), graphdriver with vfs/overlay/aufs, archive, graph and tags (the image store),
+registry and distribution (pull and push), execdriver (the container process), monitor (the
+process that owns a running container) and logger (json-file logs).
 """
 import argparse
 import base64
+import bisect
+import calendar
+import copy
 import errno
 import functools
 import grp
@@ -28,7 +34,9 @@ import os
 import platform
 import queue
 import re
+import secrets
 import select
+import shutil
 import signal
 import socket
 import socketserver
@@ -42,8 +50,8 @@ import traceback
 import urllib.parse
 import urllib.request
 
-from drivers import (distribution, errdefs, graph as graph_store, graphdriver, linux, reference,
-                     registry, tags, trust)
+from drivers import (distribution, errdefs, execdriver, graph as graph_store, graphdriver, ioutils,
+                     linux, logger, monitor as monitor_module, reference, registry, tags, trust)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -446,7 +454,9 @@ class Daemon(object):
         self.distribution = None
         self.events = None
         self.linkgraph = None
-        self.containers = {}
+        self.containers = None
+        self.execs = {}
+        self.fork_server = None
         self.sysinfo = None
         self.shutting_down = False
 
@@ -457,17 +467,23 @@ class Daemon(object):
             self.events.close()
         if self.linkgraph is not None:
             self.linkgraph.close()
-        if self.driver is not None:
+        if self.driver is not None and not self.running_containers():
             try:
                 self.driver.cleanup()
             except OSError as err:
                 log.error("Error during graph storage driver.Cleanup(): %s", err)
 
+    def running_containers(self):
+        """Live restore: running containers outlive the daemon, so their mounts must stay."""
+        return [c for c in self.containers.all() if c.running] if self.containers else []
 
-def new_daemon(config, registry_service):
+
+def new_daemon(config, registry_service, fork_server):
     """NewDaemon (daemon/daemon.go): bring the daemon up, step by step, in Docker 1.8.2's order.
 
-    The registry service is made by main() and handed in, as Docker 1.8.2's mainDaemon does.
+    The registry service is made by main() and handed in, as Docker 1.8.2's mainDaemon does;
+    so is the fork server that spawns container monitors, which main() starts before any
+    thread exists (forking a threaded Python process is unsafe).
 
     If a step fails, what was already built is shut down again (the seed's deferred
     d.Shutdown()) and the error travels up to main(), which prints it and exits non-zero.
@@ -479,6 +495,7 @@ def new_daemon(config, registry_service):
     check_system()
     setup_dump_stack_trap(config)
     daemon = Daemon(config)
+    daemon.fork_server = fork_server
     try:
         setup_daemon_root(config)
         setup_tmp_dir(config)
@@ -496,6 +513,7 @@ def new_daemon(config, registry_service):
         daemon.linkgraph = open_linkgraph(config)
         daemon.sysinfo = check_sysinfo()
         init_exec_driver(config, daemon.sysinfo)
+        daemon.containers = ContainerStore(daemon.linkgraph)
         restore(daemon)
     except BaseException:
         daemon.shutdown()
@@ -637,21 +655,14 @@ def init_graph_driver(config):
     return driver
 
 
-LOG_DRIVERS = {"json-file": ("max-size", "max-file", "labels", "env", "env-regex", "compress",
-                             "tag"),
-               "none": ()}
-
-
 @boot_step
 def verify_log_driver(config):
     """logger.GetLogDriver: the default log driver must exist and accept its --log-opt keys."""
-    opts = LOG_DRIVERS.get(config.log_driver)
-    if opts is None:
-        raise ConfigError("error finding the logging driver: logger: no log driver named '%s' "
-                          "is registered" % config.log_driver)
-    for key in config.log_opts:
-        if key not in opts:
-            raise ConfigError("unknown log opt '%s' for %s log driver" % (key, config.log_driver))
+    try:
+        logger.validate_log_opts(config.log_driver, config.log_opts)
+    except logger.LogDriverError as err:
+        raise ConfigError("error finding the logging driver: %s" % err
+                          if "no log driver" in str(err) else str(err))
     log.debug("Using default logging driver %s", config.log_driver)
 
 
@@ -806,23 +817,35 @@ def init_exec_driver(config, sysinfo):
 
 @boot_step
 def restore(daemon):
-    """daemon.restore: register the containers found on disk.
+    """daemon.restore: load every container, re-adopt the running ones, apply restart policies.
 
     A container directory whose config cannot be read is reported and skipped, so one
     corrupt file never stops the daemon from serving the rest.
     """
+    loaded = []
     for name in sorted(os.listdir(daemon.repository)):
-        path = os.path.join(daemon.repository, name, "config.v2.json")
         try:
-            with open(path) as config_file:
-                daemon.containers[name] = json.load(config_file)
-        except (OSError, ValueError) as err:
+            container = Container.from_disk(os.path.join(daemon.repository, name))
+        except (OSError, ValueError, KeyError, TypeError) as err:
             log.error("Failed to load container %s: %s", name, err)
-    log.debug("Loaded %d containers", len(daemon.containers))
+            continue
+        if daemon.containers.names.get(container.name) is None:
+            daemon.containers.names.set(container.name, container.id)
+        daemon.containers.add(container)
+        loaded.append(container)
+    for container in loaded:
+        restore_container(daemon, container)
+    for container in loaded:
+        if container.host_config.get("AutoRemove") and container.has_been_started \
+                and not container.running:
+            remove_container(daemon, container, force=True)
+        else:
+            restart_after_boot(daemon, container)
+    log.debug("Loaded %d containers", len(loaded))
 
 
 # ------------------------------------------------------------------------------------------
-# 3. The stores: events, linkgraph.db, sysinfo
+# 3. The stores: events, linkgraph.db, containers, truncindex, sysinfo
 # ------------------------------------------------------------------------------------------
 
 class Events(object):
@@ -955,9 +978,211 @@ class LinkGraph(object):
                 self.db.execute("INSERT INTO edge (entity_id, name) VALUES ('0', '/')")
             self.db.execute("COMMIT")
 
+    def set(self, name, entity_id):
+        """Set: register `name` (e.g. "/web") for the entity; a taken name raises Conflict."""
+        with self.lock:
+            try:
+                self.db.execute("BEGIN")
+                self.db.execute("INSERT OR IGNORE INTO entity (id) VALUES (?)", (entity_id,))
+                self.db.execute("INSERT INTO edge (entity_id, parent_id, name) VALUES (?, '0', ?)",
+                                (entity_id, name.lstrip("/")))
+                self.db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self.db.execute("ROLLBACK")
+                raise errdefs.Conflict(name) from None
+
+    def get(self, name):
+        """Get: the entity a name points at, or None."""
+        with self.lock:
+            row = self.db.execute("SELECT entity_id FROM edge WHERE parent_id = '0' AND name = ?",
+                                  (name.lstrip("/"),)).fetchone()
+        return row[0] if row else None
+
+    def delete(self, name):
+        """Delete: drop one name (the entity stays while other edges point at it)."""
+        with self.lock:
+            self.db.execute("DELETE FROM edge WHERE parent_id = '0' AND name = ?", (name.lstrip("/"),))
+
+    def purge(self, entity_id):
+        """Purge: remove an entity and every edge to or from it (a removed container)."""
+        with self.lock:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM edge WHERE entity_id = ? OR parent_id = ?",
+                            (entity_id, entity_id))
+            self.db.execute("DELETE FROM entity WHERE id = ?", (entity_id,))
+            self.db.execute("COMMIT")
+
     def close(self):
         with self.lock:
             self.db.close()
+
+
+class TruncIndex(object):
+    """pkg/truncindex: find a container by any unambiguous prefix of its ID.
+
+    The IDs are kept sorted, so every ID starting with a prefix sits in one run found by
+    binary search: looking at the first two of that run tells "none", "one" or "ambiguous".
+    """
+
+    def __init__(self):
+        self.ids = []
+        self.lock = threading.Lock()
+
+    def add(self, identifier):
+        with self.lock:
+            bisect.insort(self.ids, identifier)
+
+    def delete(self, identifier):
+        with self.lock:
+            index = bisect.bisect_left(self.ids, identifier)
+            if index < len(self.ids) and self.ids[index] == identifier:
+                del self.ids[index]
+
+    def get(self, prefix):
+        """The one ID starting with `prefix`, None if there is none."""
+        if not prefix:
+            raise InvalidParameter("prefix can't be empty")
+        with self.lock:
+            index = bisect.bisect_left(self.ids, prefix)
+            matches = [i for i in self.ids[index:index + 2] if i.startswith(prefix)]
+        if len(matches) > 1:
+            raise InvalidParameter("multiple IDs found with provided prefix: %s" % prefix)
+        return matches[0] if matches else None
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class Container(object):
+    """daemon/container.go: one container's configuration and state.
+
+    `config` and `host_config` are the Config and HostConfig JSON objects of the create
+    request (merged with the image's config); the rest is the state the daemon tracks. Both
+    are written to <root>/containers/<id>/ (config.v2.json, hostconfig.json) on every change,
+    so a daemon that dies loses nothing. `cond` guards the state and wakes `docker wait`.
+    """
+
+    def __init__(self, root, container_id):
+        self.root = root
+        self.id = container_id
+        self.name = ""
+        self.created = ""
+        self.path = ""
+        self.args = []
+        self.config = {}
+        self.host_config = {}
+        self.image_id = ""
+        self.driver = ""
+        self.running = False
+        self.paused = False
+        self.restarting = False
+        self.removing = False
+        self.dead = False
+        self.pid = 0
+        self.exit_code = 0
+        self.error = ""
+        self.started_at = ZERO_TIME
+        self.finished_at = ZERO_TIME
+        self.restart_count = 0
+        self.restart_delay = 0.0  # the restart manager's current backoff, in seconds
+        self.has_been_started = False
+        self.manually_stopped = False
+        self.exits = 0            # how many times the process has exited: `wait next-exit`
+        self.failed_starts = 0    # wakes attaches that wait for a start which failed
+        self.removed = False
+        self.monitor = None       # the drivers.monitor.Monitor while the process lives
+        self.pending_attaches = 0
+        self.cond = threading.Condition()
+
+    STATE_KEYS = ("running", "paused", "restarting", "dead", "pid", "exit_code", "error",
+                  "started_at", "finished_at", "has_been_started", "manually_stopped")
+
+    @property
+    def status(self):
+        """State.StateString: created, running, paused, restarting, removing, exited or dead."""
+        if self.running:
+            return "paused" if self.paused else "restarting" if self.restarting else "running"
+        if self.removing:
+            return "removing"
+        if self.dead:
+            return "dead"
+        return "exited" if self.has_been_started or self.restarting else "created"
+
+    @property
+    def config_path(self):
+        return os.path.join(self.root, "config.v2.json")
+
+    @property
+    def log_path(self):
+        return os.path.join(self.root, self.id + "-json.log")
+
+    def to_disk(self):
+        """ToDisk: config.v2.json and hostconfig.json, each written atomically, mode 0600."""
+        state = {key: getattr(self, key) for key in self.STATE_KEYS}
+        document = {"ID": self.id, "Name": self.name, "Created": self.created, "Path": self.path,
+                    "Args": self.args, "Config": self.config, "Image": self.image_id,
+                    "Driver": self.driver, "RestartCount": self.restart_count, "State": state}
+        ioutils.atomic_write_file(self.config_path, json.dumps(document).encode(), 0o600)
+        ioutils.atomic_write_file(os.path.join(self.root, "hostconfig.json"),
+                                  json.dumps(self.host_config).encode(), 0o600)
+
+    @classmethod
+    def from_disk(cls, root):
+        """FromDisk: read a container back; a missing or torn file raises ValueError/OSError."""
+        with open(os.path.join(root, "config.v2.json")) as config_file:
+            document = json.load(config_file)
+        with open(os.path.join(root, "hostconfig.json")) as host_config_file:
+            host_config = json.load(host_config_file)
+        container = cls(root, document["ID"])
+        container.name, container.created = document["Name"], document["Created"]
+        container.path, container.args = document["Path"], document["Args"]
+        container.config, container.host_config = document["Config"], host_config
+        container.image_id, container.driver = document["Image"], document["Driver"]
+        container.restart_count = document.get("RestartCount", 0)
+        for key, value in document.get("State", {}).items():
+            if key in cls.STATE_KEYS:
+                setattr(container, key, value)
+        return container
+
+    def event_attributes(self, **extra):
+        """What every container event carries: its labels, image and name."""
+        attributes = dict(self.config.get("Labels") or {})
+        attributes.update(image=self.config.get("Image", ""), name=self.name.lstrip("/"))
+        attributes.update(extra)
+        return attributes
+
+
+# namesgenerator: a random "adjective_scientist" name for containers created without --name.
+NAME_LEFT = ["admiring", "amazing", "awesome", "bold", "brave", "busy", "clever", "cool",
+             "eager", "elegant", "epic", "festive", "focused", "friendly", "gallant", "happy",
+             "hopeful", "jolly", "keen", "kind", "laughing", "loving", "lucid", "modest",
+             "nifty", "optimistic", "peaceful", "quirky", "relaxed", "sharp", "stoic", "vibrant"]
+NAME_RIGHT = ["albattani", "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein",
+              "euclid", "fermat", "feynman", "galileo", "goldberg", "hopper", "hypatia", "kepler",
+              "knuth", "lamport", "liskov", "lovelace", "mccarthy", "meitner", "newton", "noether",
+              "pascal", "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak"]
+
+
+def random_name(attempt=0):
+    """GetRandomName: left_right, with a digit added after the first collisions."""
+    name = "%s_%s" % (secrets.choice(NAME_LEFT), secrets.choice(NAME_RIGHT))
+    if name == "boring_wozniak":  # Steve Wozniak is not boring (Docker's own rule)
+        return random_name(attempt)
+    return name + (str(secrets.randbelow(10)) if attempt else "")
+
+
+VALID_CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+def generate_container_id():
+    """stringid.GenerateRandomID: 64 hex characters whose first 12 are not all digits.
+
+    The short ID becomes the hostname, and a hostname of only digits confuses resolvers.
+    """
+    while True:
+        candidate = secrets.token_hex(32)
+        if not candidate[:12].isdigit():
+            return candidate
 
 
 class SysInfo(object):
@@ -1030,7 +1255,791 @@ def _read_sysctl(name):
 
 
 # ------------------------------------------------------------------------------------------
-# 4. The Engine API: routes, versioning, errors, streams and the connection hijack
+# 4. Containers: create, start, stop, kill, wait, remove, the restart policy and restore
+# ------------------------------------------------------------------------------------------
+
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
+FIRST_RESTART_DELAY = 0.1     # restartmanager: 100 ms, doubling while the container keeps dying
+MAX_RESTART_DELAY = 60.0
+RESTART_RESET_AFTER = 10.0    # a container that ran this long starts again from the first delay
+HOSTS_HEADER = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                "ff02::2\tip6-allrouters\n")
+DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")
+
+
+class ContainerStore(object):
+    """The daemon's containers: by ID, by name (linkgraph.db) and by ID prefix (truncindex).
+
+    Lookups follow dockerd's order: a full ID, then a name, then a unique ID prefix.
+    """
+
+    def __init__(self, linkgraph):
+        self.by_id = {}
+        self.names = linkgraph
+        self.index = TruncIndex()
+        self.lock = threading.Lock()
+
+    def add(self, container):
+        with self.lock:
+            self.by_id[container.id] = container
+        self.index.add(container.id)
+
+    def remove(self, container):
+        with self.lock:
+            self.by_id.pop(container.id, None)
+        self.index.delete(container.id)
+        self.names.purge(container.id)
+
+    def get(self, name_or_id):
+        """GetContainer: 404 `No such container: x` when nothing matches."""
+        if not name_or_id:
+            raise InvalidParameter("No container name or ID supplied")
+        with self.lock:
+            found = self.by_id.get(name_or_id)
+        if found is None:
+            found = self.by_id.get(self.names.get("/" + name_or_id.lstrip("/")) or "")
+        if found is None:
+            found = self.by_id.get(self.index.get(name_or_id) or "")
+        if found is None:
+            raise NotFound("No such container: %s" % name_or_id)
+        return found
+
+    def all(self):
+        with self.lock:
+            return list(self.by_id.values())
+
+    def reserve_name(self, name, container_id):
+        """ReserveName: names are unique; the 409 text is dockerd's."""
+        try:
+            self.names.set(name, container_id)
+        except errdefs.Conflict:
+            owner = self.names.get(name)
+            raise errdefs.Conflict(
+                'Conflict. The container name "%s" is already in use by container "%s". You have '
+                'to remove (or rename) that container to be able to reuse that name.'
+                % (name, owner)) from None
+
+
+def validate_container_name(name):
+    if not VALID_CONTAINER_NAME.match(name):
+        raise InvalidParameter("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                               "are allowed" % name)
+    return "/" + name.lstrip("/")
+
+
+def create_container(daemon, config, host_config, name):
+    """daemon.ContainerCreate: check the request, merge the image, make the rw layer, save.
+
+    Nothing runs yet; the container is a directory, a writable layer on its image and a name.
+    """
+    if not isinstance(config, dict) or not isinstance(host_config, dict):
+        raise InvalidParameter("config cannot be empty in order to create a container")
+    host_config["LogConfig"] = merge_log_config(daemon.config, host_config.get("LogConfig"))
+    validate_host_config(host_config)
+    image = daemon.graph.lookup(config.get("Image") or "")
+    config = merge_image_config(config, image.container_config or {})
+    container = Container(None, generate_container_id())
+    container.root = os.path.join(daemon.repository, container.id)
+    name = validate_container_name(name) if name else unique_random_name(daemon)
+    daemon.containers.reserve_name(name, container.id)
+    try:
+        build_container(daemon, container, config, host_config, image, name)
+    except BaseException:
+        daemon.containers.names.purge(container.id)
+        shutil.rmtree(container.root, ignore_errors=True)
+        raise
+    daemon.containers.add(container)
+    daemon.events.log("container", "create", container.id, container.event_attributes())
+    return container
+
+
+def unique_random_name(daemon):
+    for attempt in range(10):
+        name = "/" + random_name(attempt)
+        if daemon.containers.names.get(name) is None:
+            return name
+    raise errdefs.System("could not find a free random container name")
+
+
+def build_container(daemon, container, config, host_config, image, name):
+    """newContainer + setRWLayer + ToDisk: the container's directory and writable layer."""
+    entrypoint = config.get("Entrypoint") or []
+    command = entrypoint + (config.get("Cmd") or [])
+    container.name, container.created = name, rfc3339_nano(time.time_ns())
+    container.path, container.args = command[0], command[1:]
+    container.config, container.host_config = config, with_host_config_defaults(host_config)
+    container.image_id, container.driver = image.id, daemon.driver.name
+    config.setdefault("Hostname", container.id[:12])
+    config["Hostname"] = config["Hostname"] or container.id[:12]
+    os.makedirs(container.root, 0o710)
+    daemon.graph.create_rw_layer(container.id, image.id, init_func=setup_init_layer)
+    container.to_disk()
+
+
+def validate_host_config(host_config):
+    """verifyContainerSettings: refuse what cannot work before anything is made."""
+    policy = (host_config.get("RestartPolicy") or {})
+    if policy.get("Name", "") not in RESTART_POLICIES:
+        raise InvalidParameter("invalid restart policy '%s'" % policy.get("Name"))
+    if policy.get("MaximumRetryCount", 0) and policy.get("Name") != "on-failure":
+        raise InvalidParameter("maximum retry count cannot be used with restart policy '%s'"
+                               % policy.get("Name"))
+    if host_config.get("AutoRemove") and policy.get("Name", "") not in ("", "no"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    for name, value in (("ShmSize", host_config.get("ShmSize")), ("Memory", host_config.get("Memory"))):
+        if value is not None and (not isinstance(value, int) or value < 0 or value > 2 ** 62):
+            raise InvalidParameter("invalid %s: %r" % (name, value))
+    for bind in host_config.get("Binds") or []:
+        parse_bind(bind)
+    for mount in host_config.get("Mounts") or []:
+        parse_mount(mount)
+    for destination in (host_config.get("Tmpfs") or {}):
+        check_mount_destination(destination)
+    try:
+        logger.validate_log_opts(host_config["LogConfig"]["Type"], host_config["LogConfig"]["Config"])
+    except logger.LogDriverError as err:
+        raise InvalidParameter(str(err)) from None
+
+
+def merge_log_config(daemon_config, log_config):
+    """mergeAndVerifyLogConfig: the daemon's driver when none is named, and its --log-opt
+    values under the container's own when the drivers agree. Fixed at create, like dockerd."""
+    log_config = dict(log_config or {})
+    log_config["Type"] = log_config.get("Type") or daemon_config.log_driver
+    options = dict(log_config.get("Config") or {})
+    if log_config["Type"] == daemon_config.log_driver:
+        options = dict(daemon_config.log_opts, **options)
+    log_config["Config"] = options
+    return log_config
+
+
+def merge_image_config(config, image_config):
+    """runconfig.Merge + mergeAndVerifyConfig: the image supplies what the request leaves out."""
+    merged = dict(config)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not merged.get(key):
+            merged[key] = image_config.get(key) or ""
+    merged["Env"] = merge_env(image_config.get("Env") or [], merged.get("Env") or [])
+    merged["Labels"] = dict(image_config.get("Labels") or {}, **(merged.get("Labels") or {}))
+    for key in ("ExposedPorts", "Volumes"):
+        union = dict(image_config.get(key) or {}, **(merged.get(key) or {}))
+        merged[key] = union or None
+    if not merged.get("Entrypoint"):
+        if not merged.get("Cmd"):
+            merged["Cmd"] = image_config.get("Cmd")
+        merged["Entrypoint"] = image_config.get("Entrypoint")
+    if not (merged.get("Entrypoint") or merged.get("Cmd")):
+        raise InvalidParameter("No command specified")
+    return merged
+
+
+HOST_CONFIG_DEFAULTS = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+    "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0,
+    "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
+    "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": execdriver.DEFAULT_SHM_SIZE,
+    "Runtime": "pydockerd", "ConsoleSize": [0, 0], "Isolation": "", "Memory": 0, "Tmpfs": None,
+    "Mounts": None,
+}
+
+
+def with_host_config_defaults(host_config):
+    """The HostConfig as dockerd stores it: every key present, defaults where unset."""
+    merged = copy.deepcopy(HOST_CONFIG_DEFAULTS)
+    merged.update({key: value for key, value in host_config.items() if value is not None})
+    if not (merged.get("RestartPolicy") or {}).get("Name"):
+        merged["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    if not merged.get("ShmSize"):
+        merged["ShmSize"] = execdriver.DEFAULT_SHM_SIZE
+    if merged.get("NetworkMode") in ("", None):
+        merged["NetworkMode"] = "default"
+    privileged = merged.get("Privileged")
+    merged["MaskedPaths"] = [] if privileged else list(execdriver.DEFAULT_MASKED_PATHS)
+    merged["ReadonlyPaths"] = [] if privileged else list(execdriver.DEFAULT_READONLY_PATHS)
+    return merged
+
+
+def parse_bind(spec):
+    """-v /host:/ctr[:ro|rw]: a bind mount. Named and anonymous volumes come with volumes."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidParameter("invalid volume specification: '%s'" % spec)
+    source, destination = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if not os.path.isabs(source):
+        raise InvalidParameter("named volumes are not supported by pydockerd yet: '%s'" % spec)
+    if not set(mode.split(",")) <= {"ro", "rw", "z", "Z", "private", "rprivate", "shared",
+                                     "rshared", "slave", "rslave", "nocopy", "consistent",
+                                     "cached", "delegated"}:
+        raise InvalidParameter("invalid mode: %s" % mode)
+    check_mount_destination(destination)
+    return execdriver.Mount(destination=destination, source=source, readonly="ro" in mode.split(","))
+
+
+def parse_mount(mount):
+    """--mount type=bind|tmpfs: the same mounts in the structured form."""
+    if not isinstance(mount, dict):
+        raise InvalidParameter("invalid mount config")
+    kind, target = mount.get("Type"), mount.get("Target") or ""
+    check_mount_destination(target, kind)
+    if kind == "bind":
+        source = mount.get("Source") or ""
+        if not os.path.isabs(source) or not os.path.exists(source):
+            raise InvalidParameter('invalid mount config for type "bind": bind source path does '
+                                   'not exist: %s' % source)
+        return execdriver.Mount(destination=target, source=source, readonly=bool(mount.get("ReadOnly")))
+    if kind == "tmpfs":
+        options = mount.get("TmpfsOptions") or {}
+        data = ",".join(option for option in (
+            "size=%d" % options["SizeBytes"] if options.get("SizeBytes") else "",
+            "mode=%o" % options["Mode"] if options.get("Mode") else "") if option)
+        return execdriver.Mount(destination=target, type="tmpfs", data=data)
+    raise InvalidParameter('invalid mount config: mount type "%s" is not supported by pydockerd yet'
+                           % kind)
+
+
+def check_mount_destination(destination, kind="bind"):
+    if not destination.startswith("/"):
+        raise InvalidParameter('invalid mount config for type "%s": invalid mount path: \'%s\' '
+                               'mount path must be absolute' % (kind, destination))
+    if os.path.normpath(destination) == "/":
+        raise InvalidParameter('invalid mount config for type "%s": invalid specification: '
+                               "destination can't be '/'" % kind)
+
+
+def setup_init_layer(root):
+    """setupInitLayer: the files and mount points every container needs, in the -init layer.
+
+    The exec driver bind-mounts hostname, hosts and resolv.conf and mounts /proc, /sys and
+    /dev over these; creating them here keeps the image's own layers untouched.
+    """
+    for directory in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
+        if not passes_a_symlink(root, directory):
+            os.makedirs(os.path.join(root, directory), 0o755, exist_ok=True)
+    for name in ("etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/console"):
+        path = os.path.join(root, name)
+        if not passes_a_symlink(root, name) and not os.path.lexists(path):
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o755))
+
+
+def passes_a_symlink(root, relative):
+    """Whether a path inside an image goes through a symlink: the daemon never follows one,
+    because an image's `/dev -> /tmp/x` would otherwise make it write on the host (vfs
+    layers are plain copies of the image). The exec driver refuses such images later."""
+    path = root
+    for part in relative.split("/"):
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            return True
+    return False
+
+
+def start_container(daemon, container, restart=False):
+    """daemon.containerStart: mount the root, write the network files, hand it to a monitor.
+
+    The monitor sets the process up and holds it before execve until the attach streams that
+    were waiting (docker run attaches before it starts) are connected, so no output is lost.
+    """
+    with container.cond:
+        if container.running:
+            raise errdefs.NotModified("container already started")
+        if container.removing or container.dead or container.removed:
+            raise errdefs.Conflict("Container %s is marked for removal and cannot be started"
+                                   % container.id)
+        container.manually_stopped = False
+        rootfs = daemon.graph.mount_rw_layer(container.id)
+        try:
+            monitor = spawn_container_monitor(daemon, container, rootfs)
+        except execdriver.ExecdriverError as err:
+            daemon.graph.unmount_rw_layer(container.id)
+            record_start_failure(daemon, container, err)
+            raise start_error(err) from None
+        except BaseException:
+            daemon.graph.unmount_rw_layer(container.id)
+            raise
+        container.monitor = monitor
+        container.cond.notify_all()
+    connect_waiting_attaches(container)
+    try:
+        monitor.start()
+    except execdriver.ExecdriverError as err:
+        with container.cond:
+            container.monitor = None
+            container.cond.notify_all()
+        daemon.graph.unmount_rw_layer(container.id)
+        record_start_failure(daemon, container, err)
+        raise start_error(err) from None
+    mark_running(daemon, container, monitor, restart)
+
+
+def spawn_container_monitor(daemon, container, rootfs):
+    write_network_files(daemon, container)
+    log_config = container.host_config["LogConfig"]
+    state_dir = monitor_state_dir(daemon, container.id)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    os.makedirs(state_dir, 0o700)
+    return daemon.fork_server.spawn_monitor(
+        state_dir, container_command(daemon, container, rootfs), log_driver=log_config["Type"],
+        log_opts=log_config.get("Config") or {}, log_path=container.log_path, start=False)
+
+
+def monitor_state_dir(daemon, container_id):
+    """Where the container's monitor keeps its pid, state and attach socket (1.8's libcontainer
+    state lived in <exec-root>/execdriver/native/<id> too)."""
+    return os.path.join(daemon.config.exec_root, "execdriver", "native", container_id)
+
+
+def connect_waiting_attaches(container, timeout=5.0):
+    """Give attach requests that arrived before start a moment to connect to the monitor."""
+    deadline = time.monotonic() + timeout
+    with container.cond:
+        while container.pending_attaches > 0 and time.monotonic() < deadline:
+            container.cond.wait(deadline - time.monotonic())
+
+
+def start_error(err):
+    """The API error for a failed start: the message the CLI maps to exit codes 125-127."""
+    return errdefs.InvalidParameter(err.message) if err.exit_code in (126, 127) else \
+        errdefs.System(err.message)
+
+
+def record_start_failure(daemon, container, err):
+    with container.cond:
+        container.exit_code, container.error = err.exit_code, err.message
+        container.failed_starts += 1
+        container.finished_at = rfc3339_nano(time.time_ns())
+        container.to_disk()
+        container.cond.notify_all()
+    log.debug("container %s failed to start: %s", container.id[:12], err.message)
+
+
+def mark_running(daemon, container, monitor, restart):
+    with container.cond:
+        container.restart_count += 1 if restart else 0
+        container.running, container.restarting = True, False
+        container.pid, container.exit_code, container.error = monitor.init_pid, 0, ""
+        container.started_at = rfc3339_nano(time.time_ns())
+        container.has_been_started = True
+        container.to_disk()
+        container.cond.notify_all()
+    daemon.events.log("container", "start", container.id, container.event_attributes())
+    watch_container(daemon, container, monitor)
+
+
+def watch_container(daemon, container, monitor):
+    """daemon/monitor.go: a thread that waits for the process to exit, then acts on it."""
+    threading.Thread(target=container_exited, args=(daemon, container, monitor),
+                     name="monitor " + container.id[:12], daemon=True).start()
+
+
+def container_exited(daemon, container, monitor):
+    """The process is gone: record it, release its root, then restart or remove per policy."""
+    state = monitor.wait(timeout=None)
+    if state.get("exit_code") is None:  # the monitor itself died: its process must not linger
+        monitor_module.kill_orphan(monitor.state_dir)
+    with container.cond:
+        ran_for = time.time() - parse_rfc3339(container.started_at)
+        container.running, container.monitor, container.pid = False, None, 0
+        container.exit_code = state.get("exit_code")
+        container.exit_code = 255 if container.exit_code is None else container.exit_code
+        container.finished_at = rfc3339_nano(time.time_ns())
+        container.exits += 1
+        restart = should_restart(container) and not daemon.shutting_down
+        container.restarting = restart
+        container.to_disk()
+        container.cond.notify_all()
+    try:
+        daemon.graph.unmount_rw_layer(container.id)
+    except (OSError, KeyError, errdefs.DockerError) as err:
+        log.error("Error unmounting container %s: %s", container.id[:12], err)
+    daemon.events.log("container", "die", container.id,
+                      container.event_attributes(exitCode=str(container.exit_code)))
+    if restart:
+        schedule_restart(daemon, container, ran_for)
+    elif container.host_config.get("AutoRemove"):
+        remove_container(daemon, container, force=True)
+
+
+def should_restart(container):
+    """restartmanager.ShouldRestart: the policy, the exit code and a manual stop decide."""
+    policy = container.host_config.get("RestartPolicy") or {}
+    name = policy.get("Name") or "no"
+    if container.manually_stopped or name == "no":
+        return False
+    if name == "on-failure":
+        limit = policy.get("MaximumRetryCount") or 0
+        return container.exit_code != 0 and (limit == 0 or container.restart_count < limit)
+    return True
+
+
+def schedule_restart(daemon, container, ran_for):
+    """Restart after the backoff: 100 ms doubling per quick death, reset after 10 s of life."""
+    previous = container.restart_delay
+    if ran_for >= RESTART_RESET_AFTER or not previous:
+        container.restart_delay = FIRST_RESTART_DELAY
+    else:
+        container.restart_delay = min(previous * 2, MAX_RESTART_DELAY)
+
+    def restart():
+        with container.cond:
+            if not container.restarting or container.removing or container.removed:
+                return
+        try:
+            start_container(daemon, container, restart=True)
+        except errdefs.DockerError as err:
+            log.error("failed to restart container %s: %s", container.id[:12], err)
+            with container.cond:
+                container.restarting = False
+                container.to_disk()
+                container.cond.notify_all()
+
+    timer = threading.Timer(container.restart_delay, restart)
+    timer.daemon = True
+    timer.start()
+
+
+def parse_rfc3339(text):
+    """Seconds since the epoch of an RFC 3339 timestamp written by rfc3339_nano."""
+    if not text or text.startswith("0001"):
+        return 0.0
+    main, _, fraction = text.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (fraction or "0"))
+
+
+def kill_container(daemon, container, signum, manual=True):
+    """daemon.Kill / killWithSignal: signal the process through its monitor."""
+    with container.cond:
+        monitor = container.monitor
+        if not container.running or monitor is None:
+            raise errdefs.Conflict("Container %s is not running" % container.id)
+        if manual and signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            container.manually_stopped = True
+            container.restarting = False
+    try:
+        monitor.signal(signum)
+    except monitor_module.MonitorError as err:
+        raise errdefs.System("Cannot kill container %s: %s" % (container.id, err)) from None
+    daemon.events.log("container", "kill", container.id,
+                      container.event_attributes(signal=str(int(signum))))
+
+
+def wait_stopped(container, timeout):
+    """Wait up to `timeout` seconds (None: forever) for the process to exit; True if it did."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with container.cond:
+        while container.running:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            container.cond.wait(left)
+    return True
+
+
+def stop_container(daemon, container, timeout=10):
+    """daemon.containerStop: the stop signal, `timeout` seconds of grace, then SIGKILL."""
+    if not container.running:
+        raise errdefs.NotModified("container already stopped")
+    container.manually_stopped = True
+    stop_signal = parse_signal(container.config.get("StopSignal") or "SIGTERM")
+    try:
+        kill_container(daemon, container, stop_signal)
+    except errdefs.Conflict:
+        pass  # it exited meanwhile
+    if not wait_stopped(container, timeout):
+        log.info("Container %s failed to exit within %d seconds of signal %d - using the force",
+                 container.id[:12], timeout, stop_signal)
+        try:
+            kill_container(daemon, container, signal.SIGKILL)
+        except errdefs.Conflict:
+            pass
+        wait_stopped(container, None)
+    daemon.events.log("container", "stop", container.id, container.event_attributes())
+
+
+def remove_container(daemon, container, force=False):
+    """daemon.ContainerRm: refuse a running container unless forced; then drop every trace."""
+    with container.cond:
+        if container.removing or container.removed:
+            raise errdefs.Conflict("removal of container %s is already in progress" % container.id)
+        if container.running and not force:
+            raise errdefs.Conflict("You cannot remove a running container %s. Stop the container "
+                                   "before attempting removal or force remove" % container.id)
+        container.removing = True
+        container.restarting = False
+    if container.running:
+        container.manually_stopped = True
+        try:
+            kill_container(daemon, container, signal.SIGKILL)
+        except errdefs.Conflict:
+            pass
+        wait_stopped(container, None)
+    for exec_config in list(daemon.execs.values()):
+        if exec_config.container is container:
+            daemon.execs.pop(exec_config.id, None)
+    daemon.graph.release_rw_layer(container.id)
+    daemon.containers.remove(container)
+    shutil.rmtree(container.root, ignore_errors=True)
+    shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
+    with container.cond:
+        container.removing, container.removed = False, True
+        container.cond.notify_all()
+    daemon.events.log("container", "destroy", container.id, container.event_attributes())
+
+
+def rename_container(daemon, container, new_name):
+    """daemon.ContainerRename: a new unique name; the old one is released."""
+    new_name = validate_container_name(new_name)
+    old_name = container.name
+    if new_name == old_name:
+        raise errdefs.Conflict("Renaming a container with the same name as its current name")
+    daemon.containers.reserve_name(new_name, container.id)
+    daemon.containers.names.delete(old_name)
+    with container.cond:
+        container.name = new_name
+        container.to_disk()
+    daemon.events.log("container", "rename", container.id,
+                      container.event_attributes(oldName=old_name))
+
+
+SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
+           if name.startswith("SIG") and not name.startswith("SIG_") and
+           isinstance(getattr(signal, name), signal.Signals)}
+
+
+def parse_signal(text):
+    """signal.ParseSignal: a number, or a name with or without SIG (KILL, SIGKILL, kill)."""
+    text = str(text).strip()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < 65:
+            return number
+    else:
+        name = text.upper()
+        name = name[3:] if name.startswith("SIG") else name
+        if name in SIGNALS:
+            return int(SIGNALS[name])
+    raise InvalidParameter("Invalid signal: %s" % text)
+
+
+def container_command(daemon, container, rootfs):
+    """What the exec driver needs (execdriver.Command), from the container's config."""
+    config, host = container.config, container.host_config
+    mounts = [parse_bind(bind) for bind in host.get("Binds") or []]
+    mounts += [parse_mount(mount) for mount in host.get("Mounts") or []]
+    mounts += [execdriver.Mount(destination=path, type="tmpfs", data=options or "")
+               for path, options in (host.get("Tmpfs") or {}).items()]
+    for mount in mounts:
+        if mount.type == "bind" and not os.path.exists(mount.source):
+            os.makedirs(mount.source, 0o755)  # -v creates a missing host directory, like dockerd
+    return execdriver.Command(
+        id=container.id, rootfs=rootfs, args=[container.path] + container.args,
+        env=container_env(config), cwd=config.get("WorkingDir") or "/", user=config.get("User") or "",
+        group_add=list(host.get("GroupAdd") or []), hostname=config.get("Hostname", ""),
+        domainname=config.get("Domainname") or "", tty=bool(config.get("Tty")),
+        open_stdin=bool(config.get("OpenStdin")), privileged=bool(host.get("Privileged")),
+        read_only=bool(host.get("ReadonlyRootfs")), mounts=mounts,
+        shm_size=host.get("ShmSize") or execdriver.DEFAULT_SHM_SIZE,
+        cap_add=list(host.get("CapAdd") or []), cap_drop=list(host.get("CapDrop") or []),
+        network=namespace_mode(daemon, host.get("NetworkMode"), "net"),
+        ipc=namespace_mode(daemon, host.get("IpcMode"), "ipc"),
+        pid=namespace_mode(daemon, host.get("PidMode"), "pid"),
+        uts=namespace_mode(daemon, host.get("UTSMode"), "uts"),
+        container_dir=container.root,
+        masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"),
+        no_new_privileges=bool({"no-new-privileges", "no-new-privileges:true",
+                                "no-new-privileges=true"} & set(host.get("SecurityOpt") or [])),
+        seccomp=not host.get("Privileged") and not {"seccomp=unconfined", "seccomp:unconfined"}
+        & set(host.get("SecurityOpt") or []))
+
+
+def container_env(config):
+    """createDaemonEnvironment: PATH, HOSTNAME and TERM, then the container's own variables."""
+    defaults = [DEFAULT_PATH_ENV, "HOSTNAME=" + config.get("Hostname", "")]
+    if config.get("Tty"):
+        defaults.append("TERM=xterm")
+    return merge_env(defaults, config.get("Env") or [])
+
+
+def merge_env(base, overrides):
+    """ReplaceOrAppendEnvValues: `overrides` win over `base` entries of the same name."""
+    names = {entry.split("=", 1)[0] for entry in overrides}
+    return [entry for entry in base if entry.split("=", 1)[0] not in names] + list(overrides)
+
+
+def namespace_mode(daemon, mode, kind):
+    """NetworkMode/IpcMode/PidMode/UTSMode -> the exec driver's "" (new), "host" or a path.
+
+    Without the bridge (networking is a later issue, or -b none) a container on the default
+    network gets its own network namespace with only loopback, as Docker 1.8 did with -b none.
+    """
+    mode = mode or ""
+    if mode == "host":
+        return "host"
+    if mode.startswith("container:"):
+        other = daemon.containers.get(mode.split(":", 1)[1])
+        if not other.running:
+            raise errdefs.Conflict("cannot join network of a non running container: %s" % other.id)
+        return "/proc/%d/ns/%s" % (other.pid, kind)
+    if kind == "net" and mode not in ("", "default", "bridge", "none"):
+        raise NotFound("network %s not found" % mode)
+    return "none" if kind == "net" else ""
+
+
+def write_network_files(daemon, container):
+    """buildHostnameFile, buildHostsFile, setupResolvConf: the three files bound over /etc."""
+    config, host = container.config, container.host_config
+    host_network = host.get("NetworkMode") == "host"
+    hostname = socket.gethostname() if host_network and not config.get("Hostname") else config["Hostname"]
+    hosts = read_text("/etc/hosts") if host_network else HOSTS_HEADER
+    for entry in host.get("ExtraHosts") or []:
+        name, _, address = entry.partition(":")
+        hosts += "%s\t%s\n" % (address, name)
+    files = {"hostname": hostname + "\n", "hosts": hosts,
+             "resolv.conf": resolv_conf(daemon.config, host, host_network)}
+    for name, text in files.items():
+        ioutils.atomic_write_file(os.path.join(container.root, name), text.encode(), 0o644)
+
+
+def resolv_conf(config, host, host_network):
+    """The host's resolv.conf without loopback nameservers (they mean nothing inside a
+    container's network namespace); --dns, --dns-search and --dns-opt replace their parts."""
+    text = read_text("/etc/resolv.conf")
+    if "nameserver 127.0.0.53" in text and os.path.exists("/run/systemd/resolve/resolv.conf"):
+        text = read_text("/run/systemd/resolve/resolv.conf")
+    lines = text.splitlines()
+    servers = [line.split()[1] for line in lines if line.startswith("nameserver") and len(line.split()) > 1]
+    search = [word for line in lines if line.startswith(("search", "domain")) for word in line.split()[1:]]
+    options = [word for line in lines if line.startswith("options") for word in line.split()[1:]]
+    if not host_network:
+        servers = [server for server in servers if not server.startswith("127.") and server != "::1"]
+    servers = host.get("Dns") or config.dns or servers or list(DEFAULT_DNS)
+    search = host.get("DnsSearch") or config.dns_search or search
+    options = host.get("DnsOptions") or config.dns_opts or options
+    out = "".join("nameserver %s\n" % server for server in servers)
+    out += "search %s\n" % " ".join(search) if search else ""
+    out += "options %s\n" % " ".join(options) if options else ""
+    return out
+
+
+def read_text(path):
+    try:
+        with open(path) as source:
+            return source.read()
+    except OSError:
+        return ""
+
+
+class ExecConfig(object):
+    """daemon/exec.go ExecConfig: one `docker exec` instance, from create to its exit code."""
+
+    def __init__(self, container, request):
+        self.id = generate_container_id()
+        self.container = container
+        self.process = execdriver.ProcessConfig(
+            args=list(request.get("Cmd") or []),
+            env=merge_env(container_env(container.config), request.get("Env") or []),
+            cwd=request.get("WorkingDir") or "", user=request.get("User") or "",
+            tty=bool(request.get("Tty")), open_stdin=bool(request.get("AttachStdin")),
+            privileged=bool(request.get("Privileged")))
+        self.attach_stdout = bool(request.get("AttachStdout"))
+        self.attach_stderr = bool(request.get("AttachStderr"))
+        self.detach_keys = request.get("DetachKeys") or ""
+        self.running = False
+        self.exit_code = None
+        self.pid = 0
+        self.monitor = None
+        self.lock = threading.Lock()
+
+    @property
+    def description(self):
+        """The action suffix of exec events: `exec_start: sh -c true`."""
+        return " ".join(self.process.args)
+
+
+def start_exec(daemon, exec_config):
+    """daemon.ContainerExecStart: a monitor for the process, in every namespace of the container."""
+    container = exec_config.container
+    with exec_config.lock:
+        if exec_config.running or exec_config.exit_code is not None:
+            raise errdefs.Conflict("Error: Exec command %s is already running" % exec_config.id)
+        if not container.running or container.monitor is None:
+            raise errdefs.Conflict("Container %s is not running" % container.id)
+        state_dir = os.path.join(daemon.config.exec_root, "exec", exec_config.id)
+        os.makedirs(state_dir, 0o700, exist_ok=True)
+        command = container_command(daemon, container, "/")
+        try:
+            monitor = daemon.fork_server.spawn_exec_monitor(state_dir, command, exec_config.process,
+                                                            container.pid, start=False)
+        except BaseException:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise
+        exec_config.monitor, exec_config.running, exec_config.pid = monitor, True, monitor.init_pid
+    daemon.events.log("container", "exec_start: " + exec_config.description, container.id,
+                      container.event_attributes(execID=exec_config.id))
+    return monitor
+
+
+def finish_exec(daemon, exec_config, monitor):
+    """Record the exec's exit code when its process ends (exec_die)."""
+    state = monitor.wait(timeout=None)
+    with exec_config.lock:
+        exec_config.running = False
+        exec_config.exit_code = 126 if state.get("exit_code") is None else state["exit_code"]
+    shutil.rmtree(monitor.state_dir, ignore_errors=True)
+    container = exec_config.container
+    daemon.events.log("container", "exec_die", container.id,
+                      container.event_attributes(execID=exec_config.id,
+                                                 exitCode=str(exec_config.exit_code)))
+
+
+def restore_container(daemon, container):
+    """daemon.restore for one container: re-adopt a live monitor, or record the death.
+
+    A monitor that survived the daemon (live restore) keeps its container running; the daemon
+    reconnects and watches it again. A container whose monitor is gone died while the daemon
+    was away: its exit code is what the monitor recorded (255 if it could not), and its
+    restart policy decides whether it starts again.
+    """
+    if not container.running:
+        return
+    state_dir = monitor_state_dir(daemon, container.id)
+    monitor = monitor_module.adopt(state_dir)
+    if monitor is not None:
+        container.monitor, container.pid = monitor, monitor.init_pid
+        daemon.graph.mount_rw_layer(container.id)
+        watch_container(daemon, container, monitor)
+        log.debug("re-adopted running container %s", container.id[:12])
+        return
+    monitor_module.kill_orphan(state_dir)
+    state = monitor_module.read_state(state_dir)
+    container.running, container.pid = False, 0
+    container.exit_code = state.get("exit_code") if state.get("exit_code") is not None else 255
+    container.finished_at = rfc3339_nano(time.time_ns())
+    container.to_disk()
+
+
+def restart_after_boot(daemon, container):
+    """Containers that are not running but whose policy says so start with the daemon."""
+    policy = (container.host_config.get("RestartPolicy") or {}).get("Name") or "no"
+    if container.running or not container.has_been_started or policy == "no":
+        return
+    if policy in ("always", "unless-stopped") and container.manually_stopped:
+        return
+    if policy == "on-failure" and not should_restart(container):
+        return
+    try:
+        start_container(daemon, container)
+    except errdefs.DockerError as err:
+        log.error("Failed to start container %s: %s", container.id[:12], err)
+
+
+# ------------------------------------------------------------------------------------------
+# 5. The Engine API: routes, versioning, errors, streams and the connection hijack
 # ------------------------------------------------------------------------------------------
 
 MAX_JSON_BODY = 16 * 1024 * 1024
@@ -1156,6 +2165,24 @@ ROUTES = [
     Route("POST", r"/images/(?P<name>.+)/tag", "post_image_tag"),
     Route("POST", r"/images/(?P<name>.+)/push", "post_image_push"),
     Route("POST", r"/auth", "post_auth"),
+    Route("POST", r"/containers/create", "post_containers_create"),
+    Route("GET", r"/containers/json", "get_containers_json"),
+    Route("POST", r"/containers/prune", "post_containers_prune"),
+    Route("GET", r"/containers/(?P<name>[^/]+)/json", "get_container_json"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/start", "post_container_start"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/stop", "post_container_stop"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/restart", "post_container_restart"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/kill", "post_container_kill"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/wait", "post_container_wait"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/rename", "post_container_rename"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/resize", "post_container_resize"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/attach", "post_container_attach"),
+    Route("GET", r"/containers/(?P<name>[^/]+)/logs", "get_container_logs"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/exec", "post_container_exec"),
+    Route("DELETE", r"/containers/(?P<name>[^/]+)", "delete_container"),
+    Route("POST", r"/exec/(?P<exec_id>[^/]+)/start", "post_exec_start"),
+    Route("POST", r"/exec/(?P<exec_id>[^/]+)/resize", "post_exec_resize"),
+    Route("GET", r"/exec/(?P<exec_id>[^/]+)/json", "get_exec_json"),
     Route("DELETE", r"/images/(?P<name>.+)", "delete_image"),
 ]
 
@@ -1328,6 +2355,8 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             getattr(self, route.handler)(**params)
         except errdefs.DockerError as err:
             self.send_error_json(err.status, err.message)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client left mid-answer: nothing to tell it
         except Exception as err:  # a bug must cost one request, not the connection's thread
             log.exception("Handler for %s %s returned error", self.command, self.path)
             self.send_error_json(500, str(err) or err.__class__.__name__)
@@ -1336,9 +2365,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.drain_body()
 
     def route(self):
+        """Routes match the path as sent, so an escaped `/` in a name (`..%2Fetc`) stays
+        inside its parameter; the parameters are unescaped afterwards."""
         parsed = urllib.parse.urlsplit(self.path)
         self.query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
-        path = urllib.parse.unquote(parsed.path)
+        path = parsed.path
         self.api_version = API_VERSION
         versioned = VERSION_PATH.match(path)
         if versioned:
@@ -1348,7 +2379,8 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         for route in ROUTES:
             match = route.pattern.match(path)
             if match and route.method == self.command:
-                return route, match.groupdict()
+                return route, {key: urllib.parse.unquote(value)
+                               for key, value in match.groupdict().items()}
         raise NotFound("page not found")
 
     # -- request bodies ---------------------------------------------------------------------
@@ -1565,9 +2597,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json(system_info(self.daemon, self.server))
 
     def get_system_df(self):
-        usage = self.daemon.graph.disk_usage()
+        containers = self.daemon.containers.all()
+        usage = self.daemon.graph.disk_usage([c.image_id for c in containers])
         self.send_json({"LayersSize": usage["LayersSize"], "Images": usage["Images"],
-                        "Containers": [], "Volumes": [], "BuildCache": []})
+                        "Containers": [container_summary(self.daemon, c, True) for c in containers],
+                        "Volumes": [], "BuildCache": []})
 
     def get_events(self):
         """GET /events: replay since..until from the history, then stream until `until`."""
@@ -1653,8 +2687,9 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         """`docker pull`: the tag (or a digest, which the CLI also sends as `tag`) from a registry."""
         ref = pull_reference(self.query_value("fromImage"), self.query_value("tag"))
         with self.progress_stream() as progress:
+            # No tag anywhere is `docker pull --all-tags` (the CLI sends `latest` otherwise).
             distribution.pull(self.daemon.distribution, ref, self.registry_auth(),
-                              self.query_value("platform") or None, progress)
+                              self.query_value("platform") or None, progress, all_tags=True)
 
     def post_image_push(self, name):
         """`docker push`: one tag, or with none every tag of the repository."""
@@ -1698,8 +2733,595 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         out.close()
         self.end_stream()
 
+    # -- containers (api/server/router/container) ------------------------------------------
+
+    def container(self, name):
+        return self.daemon.containers.get(name)
+
+    def post_containers_create(self):
+        """`docker create`: Config with HostConfig inside; unknown keys are ignored, as in Go."""
+        body = self.read_json()
+        if body is None:
+            raise InvalidParameter("config cannot be empty in order to create a container")
+        if not isinstance(body, dict):
+            raise InvalidParameter("json: cannot unmarshal array into Go value of type "
+                                   "container.Config")
+        host_config = body.pop("HostConfig", None) or {}
+        body.pop("NetworkingConfig", None)
+        container = create_container(self.daemon, body, host_config, self.query_value("name"))
+        self.send_json({"Id": container.id, "Warnings": []}, 201)
+
+    def post_container_start(self, name):
+        container = self.container(name)
+        try:
+            start_container(self.daemon, container)
+        except errdefs.DockerError as err:
+            if container.host_config.get("AutoRemove") and err.status != 304:
+                remove_container(self.daemon, container, force=True)
+            raise
+        self.send_no_content()
+
+    def post_container_stop(self, name):
+        stop_container(self.daemon, self.container(name), self.query_int("t", 10))
+        self.send_no_content()
+
+    def post_container_restart(self, name):
+        container = self.container(name)
+        if container.running:
+            stop_container(self.daemon, container, self.query_int("t", 10))
+        start_container(self.daemon, container)
+        self.daemon.events.log("container", "restart", container.id, container.event_attributes())
+        self.send_no_content()
+
+    def post_container_kill(self, name):
+        container = self.container(name)
+        kill_container(self.daemon, container, parse_signal(self.query_value("signal") or "KILL"))
+        self.send_no_content()
+
+    def post_container_rename(self, name):
+        rename_container(self.daemon, self.container(name), self.query_value("name"))
+        self.send_no_content()
+
+    def delete_container(self, name):
+        remove_container(self.daemon, self.container(name), force=self.query_bool("force"))
+        self.send_no_content()
+
+    def post_container_wait(self, name):
+        """`docker wait`: headers at once, the status code when the condition is met."""
+        condition = self.query_value("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidParameter("invalid condition: %s" % condition)
+        container = self.container(name)
+        self.start_stream()
+        code = wait_for_condition(container, condition, self.client_gone)
+        if code is None:
+            result = {"Error": {"Message": "context canceled"}, "StatusCode": -1}
+        else:
+            result = {"Error": None, "StatusCode": code}
+        self.write_json_message(result, b"\n")
+        self.end_stream()
+
+    def get_container_json(self, name):
+        self.send_json(inspect_container(self.daemon, self.container(name), self.query_bool("size")))
+
+    def get_containers_json(self):
+        self.send_json(list_containers(self.daemon, self.query_bool("all"), self.query_int("limit", -1),
+                                       self.query_bool("size"), self.query_filters()))
+
+    def post_containers_prune(self):
+        self.send_json(prune_containers(self.daemon, self.query_filters()))
+
+    def post_container_resize(self, name):
+        container = self.container(name)
+        if not container.running or container.monitor is None:
+            raise errdefs.Conflict("Container %s is not running" % container.id)
+        height, width = self.query_int("h"), self.query_int("w")
+        container.monitor.resize(height, width)
+        self.daemon.events.log("container", "resize", container.id, container.event_attributes(
+            height=str(height), width=str(width)))
+        self.send_no_content(200)
+
+    def post_container_attach(self, name):
+        """`docker attach` and the attach half of `docker run`: hijack, then proxy the monitor."""
+        container = self.container(name)
+        stdin, stdout, stderr = (self.query_bool(n) for n in ("stdin", "stdout", "stderr"))
+        detach_keys = parse_detach_keys(self.query_value("detachKeys"))
+        with container.cond:
+            container.pending_attaches += 1
+        try:
+            client = self.hijack()
+            if self.query_bool("logs"):
+                self.replay_log(container, client, stdout, stderr)
+            upstream = self.attach_to_monitor(container, stdin, stdout, stderr) \
+                if self.query_bool("stream") else None
+        finally:
+            with container.cond:
+                container.pending_attaches -= 1
+                container.cond.notify_all()
+        if upstream is not None:
+            self.daemon.events.log("container", "attach", container.id, container.event_attributes())
+            proxy_streams(client, upstream, stdin, detach_keys)
+
+    def attach_to_monitor(self, container, stdin, stdout, stderr):
+        """The monitor's stream, once the process has one (attach may come before start).
+
+        The client may already have half-closed its side (no -i): that is the end of its
+        stdin, not a hang-up, so the wait is for the container, not for the client.
+        """
+        with container.cond:
+            exits, failed_starts = container.exits, container.failed_starts
+            while container.monitor is None:
+                if container.removed or container.exits > exits or \
+                        container.failed_starts > failed_starts:
+                    return None
+                container.cond.wait()
+            monitor = container.monitor
+        try:
+            return monitor.attach(stdin=stdin, stdout=stdout, stderr=stderr,
+                                  stdin_once=bool(container.config.get("StdinOnce")))
+        except (OSError, monitor_module.MonitorError):
+            return None
+
+    def replay_log(self, container, client, stdout, stderr):
+        for entry in read_container_log(container, {"stdout": stdout, "stderr": stderr}):
+            client.sendall(log_frame(container, entry, False))
+
+    def get_container_logs(self, name):
+        """`docker logs`: the json-file log, framed like attach; with follow, until it stops."""
+        container = self.container(name)
+        streams = {"stdout": self.query_bool("stdout"), "stderr": self.query_bool("stderr")}
+        if not any(streams.values()):
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
+        if container.host_config["LogConfig"]["Type"] == "none":
+            raise errdefs.NotImplemented('configured logging driver does not support reading')
+        tail = self.query_value("tail", "all")
+        try:
+            tail = -1 if tail in ("all", "") else int(tail)
+        except ValueError:
+            raise InvalidParameter("invalid value for tail: %s" % tail) from None
+        since, until = self.query_time("since"), self.query_time("until")
+        timestamps = self.query_bool("timestamps")
+        self.start_stream(content_type=None)
+        log_follower = LogFollower(container, streams, since, until, tail)
+        for entry in log_follower.backlog():
+            self.write_chunk(log_frame(container, entry, timestamps))
+        if self.query_bool("follow"):
+            for entry in log_follower.follow(self.client_gone):
+                self.write_chunk(log_frame(container, entry, timestamps))
+        self.end_stream()
+
+    # -- exec (api/server/router/container/exec.go) ----------------------------------------
+
+    def exec_config(self, exec_id):
+        exec_config = self.daemon.execs.get(exec_id)
+        if exec_config is None:
+            raise NotFound("No such exec instance: %s" % exec_id)
+        return exec_config
+
+    def post_container_exec(self, name):
+        container = self.container(name)
+        body = self.read_json()
+        if not isinstance(body, dict) or not body.get("Cmd"):
+            raise InvalidParameter("No exec command specified")
+        if not container.running:
+            raise errdefs.Conflict("Container %s is not running" % container.id)
+        exec_config = ExecConfig(container, body)
+        self.daemon.execs[exec_config.id] = exec_config
+        self.daemon.events.log("container", "exec_create: " + exec_config.description, container.id,
+                               container.event_attributes(execID=exec_config.id))
+        self.send_json({"Id": exec_config.id}, 201)
+
+    def post_exec_start(self, exec_id):
+        """Detached: start and answer. Attached: hijack, stream until the process's output ends,
+        record its exit code, then close, so the CLI's next inspect sees the code."""
+        exec_config = self.exec_config(exec_id)
+        body = self.read_json() or {}
+        try:
+            monitor = start_exec(self.daemon, exec_config)
+        except execdriver.ExecdriverError as err:
+            self.exec_failed(exec_config, err, detached=body.get("Detach"))
+            return
+        if body.get("Detach"):
+            self.release_exec(exec_config, monitor, None)
+            threading.Thread(target=finish_exec, args=(self.daemon, exec_config, monitor),
+                             daemon=True).start()
+            self.send_no_content(200)
+            return
+        client = self.hijack()
+        process = exec_config.process
+        upstream = monitor.attach(stdin=process.open_stdin, stdout=exec_config.attach_stdout,
+                                  stderr=exec_config.attach_stderr, stdin_once=True)
+        if self.release_exec(exec_config, monitor, client):
+            proxy_streams(client, upstream, process.open_stdin,
+                          parse_detach_keys(exec_config.detach_keys))
+        upstream.close()
+        finish_exec(self.daemon, exec_config, monitor)
+
+    def release_exec(self, exec_config, monitor, client):
+        """Let the exec'd process run; a failure is written into the stream, as dockerd does."""
+        try:
+            monitor.start()
+            return True
+        except execdriver.ExecdriverError as err:
+            if client is not None:
+                client.sendall(exec_failure_message(exec_config, err))
+            return False
+
+    def exec_failed(self, exec_config, err, detached):
+        """The process could not be started: dockerd reports it in the stream, with its code."""
+        with exec_config.lock:
+            exec_config.running, exec_config.exit_code = False, err.exit_code
+        if detached:
+            raise start_error(err)
+        self.hijack().sendall(exec_failure_message(exec_config, err))
+
+    def post_exec_resize(self, exec_id):
+        exec_config = self.exec_config(exec_id)
+        if exec_config.monitor is None or not exec_config.running:
+            raise errdefs.Conflict("Exec %s is not running" % exec_id)
+        exec_config.monitor.resize(self.query_int("h"), self.query_int("w"))
+        self.send_no_content(200)
+
+    def get_exec_json(self, exec_id):
+        exec_config = self.exec_config(exec_id)
+        process = exec_config.process
+        self.send_json({
+            "ID": exec_config.id, "Running": exec_config.running, "ExitCode": exec_config.exit_code,
+            "ProcessConfig": {"tty": process.tty, "entrypoint": process.args[0],
+                              "arguments": process.args[1:], "privileged": process.privileged,
+                              "user": process.user},
+            "OpenStdin": process.open_stdin, "OpenStderr": exec_config.attach_stderr,
+            "OpenStdout": exec_config.attach_stdout, "CanRemove": False,
+            "ContainerID": exec_config.container.id, "DetachKeys": exec_config.detach_keys,
+            "Pid": exec_config.pid})
+
     def progress_stream(self):
         return ProgressStream(self)
+
+
+def exec_failure_message(exec_config, err):
+    message = ("OCI runtime exec failed: exec failed: %s: unknown\r\n" % err.message).encode()
+    return message if exec_config.process.tty else stdcopy_frame(1, message)
+
+
+def wait_for_condition(container, condition, client_gone):
+    """`docker wait`: not-running, next-exit or removed; None if the client went away first."""
+    with container.cond:
+        exits = container.exits
+        while True:
+            if condition == "not-running" and not container.running and not container.restarting:
+                return container.exit_code
+            if condition == "next-exit" and container.exits > exits:
+                return container.exit_code
+            if condition == "removed" and container.removed:
+                return container.exit_code
+            container.cond.wait(1.0)
+            if client_gone():
+                return None
+
+
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
+
+
+def parse_detach_keys(text):
+    """term.ToBytes: "ctrl-p,ctrl-q" -> b"\\x10\\x11"; a single character stands for itself."""
+    if not text:
+        return DEFAULT_DETACH_KEYS
+    keys = bytearray()
+    for key in text.split(","):
+        key = key.strip().lower()
+        if len(key) == 1:
+            keys.append(ord(key))
+        elif key.startswith("ctrl-") and len(key) == 6 and key[5] in "abcdefghijklmnopqrstuvwxyz@[\\]^_":
+            keys.append(ord(key[5].upper()) - 64)
+        else:
+            raise InvalidParameter("Invalid detach keys (%s) provided" % text)
+    return bytes(keys)
+
+
+def proxy_streams(client, upstream, stdin, detach_keys):
+    """Shuttle bytes between a hijacked client and a monitor's attach stream.
+
+    The client's EOF is the end of its stdin, not a hang-up (wire.md §3.1): output keeps
+    flowing until the monitor ends it. Typing the detach keys ends the attach only.
+    """
+    sources = [client, upstream]
+    typed = b""
+    try:
+        while upstream in sources:
+            readable, _, _ = select.select(sources, [], [])
+            if client in readable:
+                data = client.recv(65536)
+                if not data:
+                    sources.remove(client)
+                    if stdin:
+                        upstream.shutdown(socket.SHUT_WR)
+                elif stdin:
+                    typed = (typed + data)[-len(detach_keys):]
+                    if typed == detach_keys:
+                        return
+                    upstream.sendall(data)
+            if upstream in readable:
+                data = upstream.recv(65536)
+                if not data:
+                    return
+                client.sendall(data)
+    except OSError:
+        pass
+    finally:
+        upstream.close()
+
+
+def read_container_log(container, streams, since=None, until=None, tail=-1):
+    """The container's json-file log records of the wanted streams, oldest first."""
+    opts = (container.host_config.get("LogConfig") or {}).get("Config") or {}
+    entries = logger.read_json_log(container.log_path, int(opts.get("max-file", "1")),
+                                   since=since, until=until, tail=tail)
+    return [entry for entry in entries if streams.get(entry.stream)]
+
+
+def log_frame(container, entry, timestamps):
+    """One log record as `docker logs` sends it: raw with a tty, else a stdcopy frame."""
+    line = (entry.time.encode() + b" " if timestamps else b"") + entry.line
+    if container.config.get("Tty"):
+        return line
+    return stdcopy_frame(1 if entry.stream == "stdout" else 2, line)
+
+
+class LogFollower(object):
+    """`docker logs [-f]`: the backlog, then new records as the monitor appends them.
+
+    The follow position is taken before the backlog is read, so nothing written in between
+    is lost; a record that was already sent (same or older timestamp) is skipped.
+    """
+
+    POLL = 0.1
+
+    def __init__(self, container, streams, since, until, tail):
+        self.container = container
+        self.streams = streams
+        self.since = int(since * 1e9) if since else None
+        self.until = int(until * 1e9) if until else None
+        self.tail = tail
+        self.last = 0
+        self.inode, self.offset = self._position()
+
+    def _position(self):
+        try:
+            info = os.stat(self.container.log_path)
+            return info.st_ino, info.st_size
+        except OSError:
+            return None, 0
+
+    def backlog(self):
+        entries = read_container_log(self.container, self.streams, self.since, self.until, self.tail)
+        if entries:
+            self.last = entries[-1].timestamp
+        return entries
+
+    def follow(self, client_gone):
+        """New records until the container stops (and its log is drained) or the client goes."""
+        while not client_gone():
+            running = self.container.running or self.container.restarting
+            for entry in self._new_records():
+                if self.until is not None and entry.timestamp > self.until:
+                    return
+                yield entry
+            if not running or (self.until is not None and time.time_ns() > self.until):
+                return
+            time.sleep(self.POLL)
+
+    def _new_records(self):
+        inode, size = self._position()
+        if inode != self.inode or size < self.offset:  # rotated: start the new file
+            self.inode, self.offset = inode, 0
+        if inode is None or size == self.offset:
+            return []
+        with open(self.container.log_path, "rb") as log_file:
+            log_file.seek(self.offset)
+            data = log_file.read(size - self.offset)
+        complete = data[:data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        records = []
+        for raw in complete.splitlines():
+            entry = logger.decode_record(raw)
+            if entry is None or entry.timestamp <= self.last or not self.streams.get(entry.stream):
+                continue
+            if self.since is not None and entry.timestamp < self.since:
+                continue
+            self.last = entry.timestamp
+            records.append(entry)
+        return records
+
+
+def inspect_container(daemon, container, size=False):
+    """GET /containers/{id}/json: dockerd 20.10's shape (wire.md §19), from the container."""
+    result = {
+        "Id": container.id, "Created": container.created, "Path": container.path,
+        "Args": container.args,
+        "State": {"Status": container.status, "Running": container.running,
+                  "Paused": container.paused, "Restarting": container.restarting,
+                  "OOMKilled": False, "Dead": container.dead, "Pid": container.pid,
+                  "ExitCode": container.exit_code, "Error": container.error,
+                  "StartedAt": container.started_at, "FinishedAt": container.finished_at},
+        "Image": container.image_id,
+        "ResolvConfPath": os.path.join(container.root, "resolv.conf"),
+        "HostnamePath": os.path.join(container.root, "hostname"),
+        "HostsPath": os.path.join(container.root, "hosts"),
+        "LogPath": container.log_path, "Name": container.name,
+        "RestartCount": container.restart_count, "Driver": container.driver, "Platform": "linux",
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": [e.id for e in daemon.execs.values() if e.container is container] or None,
+        "HostConfig": container.host_config,
+        "GraphDriver": {"Name": container.driver,
+                        "Data": daemon.graph.rw_layer_metadata(container.id)},
+        "Mounts": container_mounts(container),
+        "Config": container.config,
+        "NetworkSettings": network_settings(container),
+    }
+    if size:
+        result.update(container_sizes(daemon, container))
+    return result
+
+
+def container_sizes(daemon, container):
+    image = daemon.graph.lookup(container.image_id)
+    size_rw = daemon.graph.rw_layer_size(container.id)
+    return {"SizeRw": size_rw, "SizeRootFs": size_rw + image.size}
+
+
+def container_mounts(container):
+    """The Mounts list of inspect and ps: the container's bind mounts."""
+    host = container.host_config
+    mounts = [parse_bind(bind) for bind in host.get("Binds") or []]
+    mounts += [parse_mount(mount) for mount in host.get("Mounts") or []]
+    return [{"Type": mount.type, "Source": mount.source, "Destination": mount.destination,
+             "Mode": "ro" if mount.readonly else "", "RW": not mount.readonly,
+             "Propagation": "rprivate" if mount.type == "bind" else ""} for mount in mounts]
+
+
+def network_settings(container):
+    """NetworkSettings: no bridge yet, so a container has loopback only or the host's stack."""
+    mode = container.host_config.get("NetworkMode") or "default"
+    name = mode if mode in ("host", "none") or mode.startswith("container:") else "none"
+    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+                "DriverOpts": None}
+    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {} if name.startswith("container:") else {name: endpoint}}
+
+
+def human_duration(seconds):
+    """go-units HumanDuration, as `docker ps` prints ages ("Up 5 seconds")."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return "%d seconds" % seconds
+    minutes = seconds / 60
+    if minutes < 2:
+        return "About a minute"
+    if minutes < 60:
+        return "%d minutes" % minutes
+    hours = round(seconds / 3600)
+    for limit, unit, divisor in ((48, "hours", 1), (24 * 7 * 2, "days", 24),
+                                 (24 * 30 * 2, "weeks", 24 * 7), (24 * 365 * 2, "months", 24 * 30)):
+        if hours == 1 and unit == "hours":
+            return "About an hour"
+        if hours < limit:
+            return "%d %s" % (hours // divisor, unit)
+    return "%d years" % (hours // (24 * 365))
+
+
+def container_status_text(container):
+    """The Status column of `docker ps`."""
+    now = time.time()
+    if container.running and container.restarting:
+        return "Restarting (%d) %s ago" % (container.exit_code,
+                                          human_duration(now - parse_rfc3339(container.finished_at)))
+    if container.running:
+        return "Up %s%s" % (human_duration(now - parse_rfc3339(container.started_at)),
+                            " (Paused)" if container.paused else "")
+    if container.removing:
+        return "Removal In Progress"
+    if container.dead:
+        return "Dead"
+    if container.restarting:
+        return "Restarting (%d) %s ago" % (container.exit_code,
+                                          human_duration(now - parse_rfc3339(container.finished_at)))
+    if container.has_been_started:
+        return "Exited (%d) %s ago" % (container.exit_code,
+                                       human_duration(now - parse_rfc3339(container.finished_at)))
+    return "Created"
+
+
+def container_summary(daemon, container, size):
+    """One row of GET /containers/json."""
+    command = " ".join([container.path] + container.args)
+    summary = {"Id": container.id, "Names": [container.name],
+               "Image": container.config.get("Image", ""), "ImageID": container.image_id,
+               "Command": command, "Created": int(parse_rfc3339(container.created)), "Ports": [],
+               "Labels": container.config.get("Labels") or {}, "State": container.status,
+               "Status": container_status_text(container),
+               "HostConfig": {"NetworkMode": container.host_config.get("NetworkMode", "default")},
+               "NetworkSettings": {"Networks": network_settings(container)["Networks"]},
+               "Mounts": container_mounts(container)}
+    if size:
+        summary.update(container_sizes(daemon, container))
+    return summary
+
+
+PS_FILTERS = ("id", "name", "label", "status", "exited", "ancestor", "before", "since", "network",
+              "health", "volume", "publish", "expose", "is-task")
+
+
+def list_containers(daemon, all_containers, limit, size, filters):
+    """daemon.Containers (`docker ps`): newest first, filtered like dockerd."""
+    for key in filters:
+        if key not in PS_FILTERS:
+            raise InvalidParameter("Invalid filter '%s'" % key)
+    containers = sorted(daemon.containers.all(), key=lambda c: c.created, reverse=True)
+    show_all = all_containers or limit > 0 or "status" in filters or "exited" in filters
+    selected = [c for c in containers if (show_all or c.running) and
+                container_matches(daemon, c, filters)]
+    if limit > 0:
+        selected = selected[:limit]
+    return [container_summary(daemon, c, size) for c in selected]
+
+
+def container_matches(daemon, container, filters):
+    checks = {
+        "id": lambda v: container.id.startswith(v),
+        "name": lambda v: re.search(v, container.name) is not None,
+        "label": lambda v: _matches_label(container.config.get("Labels") or {}, v),
+        "status": lambda v: container.status == v,
+        "exited": lambda v: container.has_been_started and not container.running and
+        str(container.exit_code) == v,
+        "ancestor": lambda v: container.image_id == _image_id_or_none(daemon, v),
+        "network": lambda v: v in network_settings(container)["Networks"] or
+        v == container.host_config.get("NetworkMode"),
+    }
+    for key, values in filters.items():
+        if key in ("before", "since"):
+            other = daemon.containers.get(values[0])
+            if (key == "before" and container.created >= other.created) or \
+                    (key == "since" and container.created <= other.created):
+                return False
+        elif key in checks and values and not any(checks[key](value) for value in values):
+            return False
+    return True
+
+
+def _image_id_or_none(daemon, name):
+    try:
+        return daemon.graph.lookup(name).id
+    except errdefs.NotFound:
+        return None
+
+
+def prune_containers(daemon, filters):
+    """`docker container prune`: remove every stopped container matching the filters."""
+    until = filters.get("until")
+    deleted, reclaimed = [], 0
+    for container in daemon.containers.all():
+        if container.running or container.restarting:
+            continue
+        if filters.get("label") and not all(_matches_label(container.config.get("Labels") or {}, v)
+                                            for v in filters["label"]):
+            continue
+        if until and parse_rfc3339(container.created) >= float(until[0]):
+            continue
+        reclaimed += daemon.graph.rw_layer_size(container.id)
+        remove_container(daemon, container)
+        deleted.append(container.id)
+    daemon.events.log("container", "prune", "", {"reclaimed": str(reclaimed)})
+    return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
 class ProgressStream(object):
@@ -1838,19 +3460,20 @@ def version_info():
 def system_info(daemon, server):
     """GET /info: what `docker info` prints, every value read from this host and daemon."""
     config, sysinfo = daemon.config, daemon.sysinfo
-    running = sum(1 for c in daemon.containers.values() if c.get("State", {}).get("Running"))
-    paused = sum(1 for c in daemon.containers.values() if c.get("State", {}).get("Paused"))
+    containers = daemon.containers.all()
+    running = sum(1 for c in containers if c.running)
+    paused = sum(1 for c in containers if c.paused)
     return {
         "ID": daemon.id,
-        "Containers": len(daemon.containers),
+        "Containers": len(containers),
         "ContainersRunning": running - paused,
         "ContainersPaused": paused,
-        "ContainersStopped": len(daemon.containers) - running,
+        "ContainersStopped": len(containers) - running,
         "Images": daemon.graph.count(),
         "Driver": daemon.driver.name,
         "DriverStatus": daemon.driver.status(),
         "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
-                    "Log": sorted(LOG_DRIVERS)},
+                    "Log": sorted(logger.LOG_OPTIONS)},
         "MemoryLimit": sysinfo.memory,
         "SwapLimit": sysinfo.swap,
         "KernelMemory": False,
@@ -1938,7 +3561,7 @@ def memory_total():
 
 
 # ------------------------------------------------------------------------------------------
-# 5. main(): parse flags, boot, serve, shut down cleanly
+# 6. main(): parse flags, boot, serve, shut down cleanly
 # ------------------------------------------------------------------------------------------
 
 class PidFile(object):
@@ -1951,7 +3574,7 @@ class PidFile(object):
                 pid = int(existing.read().strip() or 0)
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and os.path.exists("/proc/%d" % pid):
+        if pid and pid != os.getpid() and process_alive(pid):
             raise ConfigError("pid file found, ensure docker is not running or delete %s" % path)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w") as pidfile:
@@ -1963,6 +3586,16 @@ class PidFile(object):
         except OSError as err:
             if err.errno != errno.ENOENT:
                 log.error("Error removing %s: %s", self.path, err)
+
+
+def process_alive(pid):
+    """A process that exists and is not a zombie: a killed daemon nobody has reaped yet (a
+    minimal init may never reap it) must not hold the pidfile forever."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat_file:
+            return stat_file.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class LogFormatter(logging.Formatter):
@@ -2076,17 +3709,19 @@ def main(argv=None):
     except ConfigError as err:
         sys.stderr.write("%s\n" % err)
         return 1
+    fork_server = monitor_module.start_fork_server()
     setup_logging(config)
     signals = ShutdownSignals()
     try:
         pidfile = PidFile(config.pidfile)
     except (ConfigError, OSError) as err:
         log.error("failed to start daemon: %s", err)
+        fork_server.close()
         return 1
     daemon, servers = None, []
     try:
         daemon = new_daemon(config, registry.RegistryService(config.registry_mirrors,
-                                                             config.insecure_registries))
+                                                             config.insecure_registries), fork_server)
         servers = start_listeners(daemon)
         log.info("Daemon has completed initialization")
         log.info("Docker daemon commit=pydockerd version=%s graphdriver=%s", VERSION, daemon.driver.name)
@@ -2097,6 +3732,7 @@ def main(argv=None):
         return 1
     finally:
         shutdown(daemon, servers)
+        fork_server.close()
         pidfile.remove()
         log.info("Daemon shutdown complete")
 

@@ -21,7 +21,7 @@ push (push_v2.go):
 
 Interface (the API handlers call these):
     config = Config(registry_service, graph, tagstore, V2MetadataService(root), events)
-    pull(config, ref, auth_config=None, platform=None, progress=None)
+    pull(config, ref, auth_config=None, platform=None, progress=None, all_tags=False)
     push(config, ref, auth_config=None, progress=None)
 `progress(message)` receives dockerd's JSON progress messages as dicts, one at a time even though
 layers move on several threads. Failures raise DockerErrors worded like dockerd's; one raised
@@ -40,7 +40,7 @@ import zlib
 from drivers import errdefs
 from drivers.graph import InvalidDiffID, ProgressReader, chain_ids_of, go_arch, truncate_id
 from drivers.ioutils import atomic_write_file
-from drivers.reference import Reference, parse_normalized_named
+from drivers.reference import DEFAULT_TAG, Reference, parse_normalized_named
 from drivers.registry import (MEDIA_TYPE_MANIFEST, MEDIA_TYPE_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
                               MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_SCHEMA1_SIGNED, RegistryError,
                               RequestError)
@@ -416,12 +416,16 @@ def log_image_event(config, action, ref, labels=None):
 # Pull
 
 
-def pull(config, ref, auth_config=None, platform=None, progress=None):
-    """Pull (distribution/pull.go): bring `ref` (a Reference; no tag means latest) into the graph.
+def pull(config, ref, auth_config=None, platform=None, progress=None, all_tags=False):
+    """Pull (distribution/pull.go): bring `ref` (a Reference) into the graph.
 
+    A reference with neither tag nor digest means `latest`; with `all_tags` (`docker pull
+    --all-tags`, which reaches the API as an empty tag) it means every tag of the repository.
     `platform` is `--platform` (`linux/arm64`), None for this machine.
     """
-    ref = ref.with_default_tag()
+    all_tags = all_tags and not (ref.tag or ref.digest)
+    if not all_tags:
+        ref = ref.with_default_tag()
     wanted = parse_platform(platform) if platform else None
     output = ProgressOutput(progress)
     service = config.registry_service
@@ -429,13 +433,14 @@ def pull(config, ref, auth_config=None, platform=None, progress=None):
     def attempt(endpoint):
         repository = service.new_repository(endpoint, ref.path, auth_config, ("pull",))
         puller = Puller(config, repository, output)
-        return run_on_endpoint(repository, lambda: puller.pull(ref, wanted))
+        operation = puller.pull_all_tags if all_tags else puller.pull
+        return run_on_endpoint(repository, lambda: operation(ref, wanted))
 
     try:
         image_id = try_endpoints(service.lookup_pull_endpoints(ref.domain), attempt)
     except errdefs.DockerError as err:
         raise translate_pull_error(err, ref) from None
-    log_image_event(config, "pull", ref, config.graph.lookup(image_id).labels)
+    log_image_event(config, "pull", ref, config.graph.lookup(image_id).labels if image_id else None)
 
 
 class Puller(object):
@@ -448,7 +453,31 @@ class Puller(object):
         self.output = output
 
     def pull(self, ref, platform):
-        """pullV2Tag: returns the image ID, after the Digest and Status messages."""
+        """pullV2Repository for one tag or digest: returns the image ID, after the Status message."""
+        image_id, updated = self.pull_tag(ref, platform)
+        self._write_status(ref, updated)
+        return image_id
+
+    def pull_all_tags(self, ref, platform):
+        """pullV2Repository without a tag: every tag the registry lists, one Status at the end.
+
+        Returns the image `latest` names now, or None when the repository has no such tag.
+        """
+        updated, latest = False, None
+        for tag in self.repository.tags():
+            image_id, pulled = self.pull_tag(Reference(ref.domain, ref.path, tag), platform)
+            updated = updated or pulled
+            if tag == DEFAULT_TAG:
+                latest = image_id
+        self._write_status(ref, updated)
+        return latest
+
+    def _write_status(self, ref, updated):
+        self.output.message("Status: %s for %s" % ("Downloaded newer image" if updated else "Image is up to date",
+                                                    ref.familiar_string()))
+
+    def pull_tag(self, ref, platform):
+        """pullV2Tag: (image ID, whether the reference names another image now), after Digest."""
         tag_or_digest = ref.digest or ref.tag
         manifest_digest = ref.digest or self.repository.manifest_digest(ref.tag)
         image_id = self._image_for_digest(ref, manifest_digest) if platform is None else None
@@ -460,10 +489,7 @@ class Puller(object):
         else:
             self.output.message("Pulling from " + ref.path, tag_or_digest)
         self.output.message("Digest: " + manifest_digest)
-        updated = self._record(ref, manifest_digest, image_id)
-        self.output.message("Status: %s for %s" % ("Downloaded newer image" if updated else "Image is up to date",
-                                                    ref.familiar_string()))
-        return image_id
+        return image_id, self._record(ref, manifest_digest, image_id)
 
     def _image_for_digest(self, ref, digest):
         """The image a manifest digest was pulled as before, if it is still here: no GET needed."""

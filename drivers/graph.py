@@ -2087,6 +2087,10 @@ class Graph(object):
     def unmount_rw_layer(self, container_id):
         self.driver.put(self.layers.get_rw(container_id).mount_id)
 
+    def rw_layer_metadata(self, container_id):
+        """GraphDriver.Data of a container for `docker inspect` (overlay: its dirs)."""
+        return self.driver.get_metadata(self.layers.get_rw(container_id).mount_id)
+
     def rw_layer_changes(self, container_id):
         """`docker diff`: the container's changes (archive Change tuples)."""
         mount = self.layers.get_rw(container_id)

@@ -62,12 +62,12 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # System calls glibc has no wrapper for, by machine (asm/unistd*.h of each architecture).
 SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "capget": 125},
-    "aarch64": {"pivot_root": 41, "capset": 91, "capget": 90},
-    "armv7l": {"pivot_root": 218, "capset": 185, "capget": 184},
-    "ppc64le": {"pivot_root": 203, "capset": 184, "capget": 183},
-    "s390x": {"pivot_root": 217, "capset": 185, "capget": 184},
-    "riscv64": {"pivot_root": 41, "capset": 91, "capget": 90},
+    "x86_64": {"pivot_root": 155, "capset": 126, "capget": 125, "rt_sigaction": 13},
+    "aarch64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134},
+    "armv7l": {"pivot_root": 218, "capset": 185, "capget": 184, "rt_sigaction": 174},
+    "ppc64le": {"pivot_root": 203, "capset": 184, "capget": 183, "rt_sigaction": 173},
+    "s390x": {"pivot_root": 217, "capset": 185, "capget": 184, "rt_sigaction": 174},
+    "riscv64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134},
 }
 
 
@@ -273,3 +273,22 @@ def ptsname(fd):
     if err:
         raise OSError(err, "ptsname fd %d: %s" % (fd, os.strerror(err)))
     return os.fsdecode(buf.value)
+
+
+# The highest signal number on Linux (SIGRTMAX); the kernel's sigset is 64 bits wide.
+NSIG = 64
+
+
+def default_all_signals():
+    """rt_sigaction(SIG_DFL) for every catchable signal, glibc's internal 32 and 33 included.
+
+    Ignored dispositions survive execve, and Python's signal module cannot reach the signals
+    glibc reserves, so the container's first process gets clean ones through the raw syscall
+    (struct k_sigaction all zero: SIG_DFL, no flags, no restorer, empty mask).
+    """
+    number = syscall_number("rt_sigaction")
+    action = (ctypes.c_ulong * 4)()
+    for signum in range(1, NSIG + 1):
+        if signum not in (9, 19):  # SIGKILL and SIGSTOP cannot be changed
+            _libc.syscall(ctypes.c_long(number), ctypes.c_int(signum), ctypes.byref(action),
+                          None, ctypes.c_size_t(8))

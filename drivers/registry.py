@@ -115,13 +115,13 @@ class RequestError(errdefs.System):
     """url.Error: a request that got no usable answer, printed like Go: `Get "<url>": <cause>`.
 
     The cause is a dial or TLS failure, a timeout, or an authorization step that failed before
-    the request could be sent (a token the token server refused). `status` follows the cause,
-    so a refused login is a 401 and a dead registry a 500.
+    the request could be sent (a token the token server refused, Basic credentials missing).
+    Whatever the cause, it is a 500, as dockerd maps a url.Error: a 401 would make the CLI stop
+    and prompt for a login in the middle of `docker pull`. Login looks at `cause` itself.
     """
 
     def __init__(self, method, url, cause):
         self.cause = cause
-        self.status = getattr(cause, "status", 500)
         super().__init__('%s "%s": %s' % (method.capitalize(), url, cause))
 
 
@@ -398,7 +398,7 @@ def _login_v2(transport, authorizer):
     try:
         response = transport.request("GET", url, authorizer=authorizer)
     except RequestError as err:
-        if err.status == 401:
+        if getattr(err.cause, "status", None) == 401:
             raise errdefs.Unauthorized(str(err)) from None
         raise
     response.close()
@@ -520,7 +520,12 @@ class Transport(object):
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as err:
             connection.close()
-            raise RequestError(method, url, _describe_network_error(err, parts.netloc, connection)) from None
+            proxy = getattr(connection, "proxy_address", None)
+            cause = _describe_network_error(err, proxy or parts.netloc, connection)
+            if proxy and cause.startswith("dial "):
+                # Go names the proxy it could not reach, not the registry behind it.
+                cause = "proxyconnect tcp: " + cause
+            raise RequestError(method, url, cause) from None
         return Response(connection, response, url)
 
     def _connection_for(self, parts):
@@ -539,11 +544,12 @@ class Transport(object):
             connection = http.client.HTTPSConnection(proxy.hostname, proxy.port or 80, timeout=self.timeout,
                                                      context=self.tls_context)
             connection.set_tunnel(host, port, headers=proxy_headers)
-            return connection, target
-        connection = _ProxiedHTTPConnection(proxy.hostname, proxy.port or 80, timeout=self.timeout)
-        connection.proxy_headers = proxy_headers
-        return connection, urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/",
-                                                    parts.query, ""))
+        else:
+            connection = _ProxiedHTTPConnection(proxy.hostname, proxy.port or 80, timeout=self.timeout)
+            connection.proxy_headers = proxy_headers
+            target = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
+        connection.proxy_address = "%s:%d" % (proxy.hostname, proxy.port or 80)
+        return connection, target
 
     @staticmethod
     def _connect(connection):
@@ -825,6 +831,21 @@ class Repository(object):
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
         return body, media_type, response.headers.get("Docker-Content-Digest")
 
+    def tags(self):
+        """GET tags/list, following `Link: <...>; rel="next"` from page to page: every tag."""
+        tags, url = [], self._url("tags/list")
+        while url:
+            response = self._request("GET", url, (200,))
+            try:
+                listed = json.loads(response.read(MAX_MANIFEST_SIZE).decode("utf-8")).get("tags") or []
+            except (UnicodeDecodeError, ValueError, AttributeError):
+                raise errdefs.System("invalid tag list from %s" % url) from None
+            finally:
+                response.close()
+            tags.extend(tag for tag in listed if isinstance(tag, str))
+            url = _next_page(response)
+        return tags
+
     def blob_url(self, digest):
         return self._url("blobs/" + digest)
 
@@ -908,3 +929,9 @@ class Repository(object):
         if not location:
             raise errdefs.System("registry did not return an upload location")
         return urllib.parse.urljoin(response.url, location)
+
+
+def _next_page(response):
+    """The `rel="next"` URL of a paginated answer's Link header, or None on the last page."""
+    match = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', response.headers.get("Link") or "")
+    return urllib.parse.urljoin(response.url, match.group(1)) if match else None

@@ -12,14 +12,18 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import DOCKER, DaemonProcess, new_daemon_dir  # noqa: E402
+from conftest import DOCKER, DaemonProcess, build_busybox_rootfs, new_daemon_dir  # noqa: E402
+from registry_fixtures import Registry, docker_archive, layer_tar, sha256  # noqa: E402
 
 BOOTS = 5
 IMPORT_MB = 100
 IMAGE_COUNT = 200
+REGISTRY_MB = 100
+REGISTRY_LAYERS = 4
 
 
 def rss_kib(pid, with_children=True):
@@ -124,6 +128,106 @@ def bench_images(hosts, work):
             docker(host, "rmi", "bench/many:%d" % number)
 
 
+def registry_layer(megabytes, seed):
+    """A layer like a distribution's: files half random, half text, so gzip has real work."""
+    words = b"".join(b"%s-%d " % (word, number) for number in range(64)
+                     for word in (b"lib", b"usr", b"share", b"locale", seed))
+    files, written, number = {}, 0, 0
+    with open("/dev/urandom", "rb") as rng:
+        while written < megabytes * 1024 * 1024:
+            size = (4096, 65536, 1024 * 1024)[number % 3]
+            text = (words * (size // (2 * len(words)) + 1))[:size // 2]
+            files["usr/lib/%s/f%05d" % (seed.decode(), number)] = rng.read(size - len(text)) + text
+            written += size
+            number += 1
+    return layer_tar(files)
+
+
+def bench_registry(hosts, work):
+    """`docker push`, then `docker rmi` and `docker pull`, of a ~100 MB image of several layers
+    through a loopback docker-registry; MB/s of uncompressed layer data."""
+    layers = [registry_layer(REGISTRY_MB // REGISTRY_LAYERS, b"l%d" % number) for number in range(REGISTRY_LAYERS)]
+    archive = os.path.join(work, "registry-image.tar")
+    image_id = sha256(docker_archive(archive, layers, label="bench"))
+    size_mb = sum(len(layer) for layer in layers) / 1e6
+    server = Registry(os.path.join(work, "registry")).start()
+    try:
+        for label, host in hosts:
+            name = "%s/bench/%s:1" % (server.host, label)
+            docker(host, "load", "-i", archive)
+            docker(host, "tag", image_id, name)
+            seconds = docker(host, "push", name)
+            print("push %3.0f MB (%d layers) %-10s %.1f MB/s" % (size_mb, len(layers), label, size_mb / seconds))
+            docker(host, "rmi", "-f", image_id)
+            seconds = docker(host, "pull", name)
+            print("pull %3.0f MB (%d layers) %-10s %.1f MB/s" % (size_mb, len(layers), label, size_mb / seconds))
+            docker(host, "rmi", "-f", image_id)
+    finally:
+        server.stop()
+
+
+RUNS = 11
+PARALLEL = 20
+PS_CONTAINERS = 100
+
+
+def load_busybox(host, work):
+    """The busybox image every container benchmark runs, from Debian's busybox-static."""
+    rootfs = build_busybox_rootfs(os.path.join(work, "busybox-rootfs"))
+    tar_path = os.path.join(work, "busybox.tar")
+    subprocess.run(["tar", "-C", rootfs, "-cf", tar_path, "."], check=True)
+    with open(tar_path, "rb") as source:
+        docker(host, "import", "-c", 'CMD ["sh"]', "-", "bench/busybox:1", stdin=source)
+
+
+def bench_containers(hosts, work):
+    """docker run --rm, a container's memory cost, 20 parallel starts, ps with 100 containers."""
+    for label, host in hosts:
+        load_busybox(host, work)
+        runs = [docker(host, "run", "--rm", "--network", "none", "bench/busybox:1", "true")
+                for _ in range(RUNS)]
+        print("run --rm true       %-10s median %.3f s (%d runs)" % (label, statistics.median(runs), RUNS))
+        bench_container_memory(label, host)
+        started = time.monotonic()
+        threads = [threading.Thread(target=docker, args=(host, "run", "-d", "--network", "none",
+                                                          "--label", "bench=1", "bench/busybox:1",
+                                                          "sleep", "60"))
+                   for _ in range(PARALLEL)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print("%d x run -d        %-10s %.2f s" % (PARALLEL, label, time.monotonic() - started))
+        for _ in range(PS_CONTAINERS - PARALLEL):
+            docker(host, "create", "--network", "none", "--label", "bench=1", "bench/busybox:1", "true")
+        runs = [docker(host, "ps", "-a") for _ in range(5)]
+        print("ps -a (%d)         %-10s median %.3f s" % (PS_CONTAINERS, label, statistics.median(runs)))
+        docker(host, "rm", "-f", *container_ids(host, "label=bench=1"))
+        docker(host, "rmi", "bench/busybox:1")
+
+
+def container_ids(host, label_filter):
+    listed = subprocess.run([DOCKER, "ps", "-aq", "--filter", label_filter], check=True,
+                            env=dict(os.environ, DOCKER_HOST=host), stdout=subprocess.PIPE)
+    return listed.stdout.decode().split()
+
+
+def bench_container_memory(label, host):
+    """The resident memory one running container costs beyond its own process: the monitor
+    (pydockerd) or containerd-shim (dockerd), found as the parent of the container's pid 1."""
+    env = dict(os.environ, DOCKER_HOST=host)
+    cid = subprocess.run([DOCKER, "run", "-d", "--network", "none", "bench/busybox:1", "sleep", "60"],
+                         env=env, check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+    time.sleep(1)
+    pid = int(subprocess.run([DOCKER, "inspect", "-f", "{{.State.Pid}}", cid], env=env, check=True,
+                             stdout=subprocess.PIPE).stdout)
+    with open("/proc/%d/stat" % pid) as stat:
+        parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+    print("per-container RSS   %-10s %.1f MB (pid %d, the parent of the container's init)"
+          % (label, rss_kib(parent, with_children=False) / 1024, parent))
+    docker(host, "rm", "-f", cid)
+
+
 def main():
     bench_boot()
     work = tempfile.mkdtemp(prefix="pyd-bench-", dir="/tmp")
@@ -133,6 +237,8 @@ def main():
         if os.environ.get("BENCH_REF_HOST"):
             hosts.append(("reference", os.environ["BENCH_REF_HOST"]))
         bench_images(hosts, work)
+        bench_registry(hosts, work)
+        bench_containers(hosts, work)
     finally:
         daemon.cleanup()
         shutil.rmtree(work, ignore_errors=True)

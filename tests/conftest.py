@@ -80,9 +80,12 @@ class Response(object):
 
 
 class DaemonProcess(object):
-    """A pydockerd started from this checkout; `host` is its DOCKER_HOST."""
+    """A pydockerd started from this checkout; `host` is its DOCKER_HOST.
 
-    def __init__(self, directory, flags=()):
+    `env` adds to (or, with None values, removes from) the environment the daemon inherits.
+    """
+
+    def __init__(self, directory, flags=(), env=None):
         self.dir = directory
         self.socket = os.path.join(directory, "d.sock")
         self.pidfile = os.path.join(directory, "d.pid")
@@ -92,6 +95,7 @@ class DaemonProcess(object):
         self.config_file = os.path.join(directory, "daemon.json")
         self.log_path = os.path.join(directory, "daemon.log")
         self.flags = list(flags)
+        self.env = dict(env or {})
         self.proc = None
         if not os.path.exists(self.config_file):
             with open(self.config_file, "w") as config:
@@ -108,7 +112,8 @@ class DaemonProcess(object):
 
     def start(self, wait=True):
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+        env = {name: value for name, value in dict(os.environ, **self.env).items() if value is not None}
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                      stdin=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
         log.close()
         if wait:
@@ -185,8 +190,8 @@ def make_daemon():
     """Factory: make_daemon(*flags) starts a daemon; every one is stopped at teardown."""
     daemons = []
 
-    def make(*flags, start=True, directory=None):
-        daemon = DaemonProcess(directory or new_daemon_dir(), flags)
+    def make(*flags, start=True, directory=None, env=None):
+        daemon = DaemonProcess(directory or new_daemon_dir(), flags, env=env)
         daemons.append(daemon)
         return daemon.start() if start else daemon
 

@@ -32,10 +32,10 @@ REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SKOPEO_BIN = shutil.which("skopeo") or "/usr/bin/skopeo"
 
 
-def free_port():
+def free_port(address="127.0.0.1"):
     """A TCP port nothing listens on right now (also handy as a registry that is down)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+        probe.bind((address, 0))
         return probe.getsockname()[1]
 
 
@@ -48,13 +48,16 @@ def run(args, **kwargs):
 
 
 class Registry(object):
-    """A docker-registry process with its own storage under `directory`."""
+    """A docker-registry process with its own storage under `directory` (or another registry's
+    `storage`, to serve the same blobs), listening on the loopback address `listen` (127.0.0.1,
+    or ::1 for a registry outside 127.0.0.0/8)."""
 
-    def __init__(self, directory, auth=None, tls=None):
+    def __init__(self, directory, auth=None, tls=None, listen="127.0.0.1", storage=None):
         self.directory = directory
-        self.port = free_port()
-        self.host = "127.0.0.1:%d" % self.port
-        self.storage = os.path.join(directory, "storage")
+        self.listen = listen
+        self.port = free_port(listen)
+        self.host = ("[%s]:%d" if ":" in listen else "%s:%d") % (listen, self.port)
+        self.storage = storage or os.path.join(directory, "storage")
         self.auth = auth or {}
         self.tls = tls
         self.process = None
@@ -65,7 +68,7 @@ class Registry(object):
             "log: {level: error, accesslog: {disabled: true}}",
             "storage: {filesystem: {rootdirectory: %s}, delete: {enabled: true}}" % self.storage,
             "http:",
-            "  addr: %s" % self.host,
+            '  addr: "%s"' % self.host,
             "  secret: pydockerd-tests",
         ]
         if self.tls:
@@ -93,7 +96,7 @@ class Registry(object):
             if self.process.poll() is not None:
                 raise AssertionError("docker-registry exited: " + self.log())
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                with socket.create_connection((self.listen, self.port), timeout=1):
                     return self
             except OSError:
                 time.sleep(0.05)

@@ -116,13 +116,18 @@ def test_restore_skips_a_corrupt_container(tmp_path):
     pydockerd.setup_daemon_root(config)
     daemon = pydockerd.Daemon(config)
     daemon.repository = pydockerd.make_containers_dir(config)
-    good, bad = "a" * 64, "b" * 64
-    for name, text in ((good, json.dumps({"ID": good, "State": {"Running": False}})), (bad, "")):
-        os.makedirs(os.path.join(daemon.repository, name))
-        with open(os.path.join(daemon.repository, name, "config.v2.json"), "w") as config_file:
-            config_file.write(text)
+    daemon.containers = pydockerd.ContainerStore(pydockerd.LinkGraph(str(tmp_path / "links.db")))
+    good = pydockerd.Container(os.path.join(daemon.repository, "a" * 64), "a" * 64)
+    good.name, good.created, good.path = "/good", pydockerd.rfc3339_nano(0), "true"
+    os.makedirs(good.root)
+    good.to_disk()
+    bad = os.path.join(daemon.repository, "b" * 64)
+    os.makedirs(bad)
+    with open(os.path.join(bad, "config.v2.json"), "w") as config_file:
+        config_file.write("")
     pydockerd.restore(daemon)
-    assert list(daemon.containers) == [good]
+    assert [c.id for c in daemon.containers.all()] == ["a" * 64]
+    assert daemon.containers.get("good").id == "a" * 64
 
 
 def test_pidfile_of_a_live_process_refuses_the_start(tmp_path):

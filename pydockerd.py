@@ -21,7 +21,6 @@ process that owns a running container) and logger (json-file logs).
 import argparse
 import base64
 import bisect
-import calendar
 import copy
 import errno
 import functools
@@ -48,10 +47,10 @@ import threading
 import time
 import traceback
 import urllib.parse
-import urllib.request
 
-from drivers import (distribution, errdefs, execdriver, graph as graph_store, graphdriver, ioutils,
-                     linux, logger, monitor as monitor_module, reference, registry, tags, trust)
+from drivers import (cgroups, distribution, errdefs, execdriver, graph as graph_store, graphdriver,
+                     ioutils, linux, logger, monitor as monitor_module, reference, registry, tags,
+                     trust)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -78,6 +77,8 @@ FLAGS = [
      "Daemon configuration file"),
     (("-b", "--bridge"), "bridge", "string", "", "bridge",
      "Attach containers to a network bridge"),
+    (("--cgroup-parent",), "cgroup_parent", "string", "pydockerd", "cgroup-parent",
+     "Set parent cgroup for all containers"),
     (("--bip",), "bip", "string", "", "bip",
      "Specify network bridge IP"),
     (("-D", "--debug"), "debug", "bool", False, "debug",
@@ -458,6 +459,7 @@ class Daemon(object):
         self.execs = {}
         self.fork_server = None
         self.sysinfo = None
+        self.device_cgroup = None  # cgroups.DeviceCgroup; None on a cgroup v2-only host
         self.shutting_down = False
 
     def shutdown(self):
@@ -482,8 +484,8 @@ def new_daemon(config, registry_service, fork_server):
     """NewDaemon (daemon/daemon.go): bring the daemon up, step by step, in Docker 1.8.2's order.
 
     The registry service is made by main() and handed in, as Docker 1.8.2's mainDaemon does;
-    so is the fork server that spawns container monitors, which main() starts before any
-    thread exists (forking a threaded Python process is unsafe).
+    so is the fork server: a small thread-free process that main() starts first and from
+    which every container's monitor is forked, so a start costs a fork, not an interpreter.
 
     If a step fails, what was already built is shut down again (the seed's deferred
     d.Shutdown()) and the error travels up to main(), which prints it and exits non-zero.
@@ -512,7 +514,7 @@ def new_daemon(config, registry_service, fork_server):
         init_network_controller(config)
         daemon.linkgraph = open_linkgraph(config)
         daemon.sysinfo = check_sysinfo()
-        init_exec_driver(config, daemon.sysinfo)
+        daemon.device_cgroup = init_exec_driver(config, daemon.sysinfo)
         daemon.containers = ContainerStore(daemon.linkgraph)
         restore(daemon)
     except BaseException:
@@ -803,7 +805,13 @@ EXEC_OPTS = {"native.cgroupdriver": ("cgroupfs",)}
 
 @boot_step
 def init_exec_driver(config, sysinfo):
-    """execdrivers.NewDriver: the native exec driver and its --exec-opt settings."""
+    """execdrivers.NewDriver: the native exec driver, its --exec-opt settings, and the devices
+    cgroup that confines every container.
+
+    Containers keep CAP_MKNOD, so only the devices cgroup stops one from making a node for
+    the host's disk and reading it. On a cgroup v2-only host that needs an eBPF program
+    pydockerd does not load yet, so there containers lose CAP_MKNOD instead (container_command).
+    """
     for option in config.exec_opts:
         key, sep, value = option.partition("=")
         key = key.strip().lower()
@@ -813,6 +821,9 @@ def init_exec_driver(config, sysinfo):
             raise ConfigError("%s=%s is not supported by pydockerd (supported: %s)"
                               % (key, value.strip(), ", ".join(EXEC_OPTS[key])))
     os.makedirs(os.path.join(config.exec_root, "execdriver", "native"), 0o700, exist_ok=True)
+    if not cgroups.device_cgroup_supported():
+        return None
+    return cgroups.DeviceCgroup(parent=config.cgroup_parent.strip("/"))
 
 
 @boot_step
@@ -1209,7 +1220,7 @@ class SysInfo(object):
             with open("/sys/fs/cgroup/cgroup.controllers") as controllers:
                 names = set(controllers.read().split())
             return cls("2", names, "memory" in names, "cpu" in names)
-        mounts = cgroup_v1_mounts()
+        mounts = cgroups.cgroup_v1_mounts()
         memory = mounts.get("memory")
         swap = bool(memory) and os.path.exists(os.path.join(memory, "memory.memsw.limit_in_bytes"))
         cpu = mounts.get("cpu")
@@ -1230,20 +1241,6 @@ class SysInfo(object):
                   (self.bridge_nf_iptables, "WARNING: bridge-nf-call-iptables is disabled"),
                   (self.bridge_nf_ip6tables, "WARNING: bridge-nf-call-ip6tables is disabled")]
         return [text for present, text in wanted if not present]
-
-
-def cgroup_v1_mounts():
-    """Each v1 controller's mount point, from /proc/self/mountinfo (cgroups.FindCgroupMountpoint)."""
-    mounts = {}
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            separator = fields.index("-")
-            if fields[separator + 1] != "cgroup":
-                continue
-            for option in fields[separator + 3].split(","):
-                mounts.setdefault(option, linux.unescape_mount_path(fields[4]))
-    return mounts
 
 
 def _read_sysctl(name):
@@ -1367,7 +1364,7 @@ def build_container(daemon, container, config, host_config, image, name):
     """newContainer + setRWLayer + ToDisk: the container's directory and writable layer."""
     entrypoint = config.get("Entrypoint") or []
     command = entrypoint + (config.get("Cmd") or [])
-    container.name, container.created = name, rfc3339_nano(time.time_ns())
+    container.name, container.created = name, logger.format_time(time.time_ns())
     container.path, container.args = command[0], command[1:]
     container.config, container.host_config = config, with_host_config_defaults(host_config)
     container.image_id, container.driver = image.id, daemon.driver.name
@@ -1565,6 +1562,7 @@ def start_container(daemon, container, restart=False):
         container.monitor = monitor
         container.cond.notify_all()
     connect_waiting_attaches(container)
+    set_console_size(monitor, container.config.get("Tty"), container.host_config.get("ConsoleSize"))
     try:
         monitor.start()
     except execdriver.ExecdriverError as err:
@@ -1583,9 +1581,39 @@ def spawn_container_monitor(daemon, container, rootfs):
     state_dir = monitor_state_dir(daemon, container.id)
     shutil.rmtree(state_dir, ignore_errors=True)
     os.makedirs(state_dir, 0o700)
-    return daemon.fork_server.spawn_monitor(
+    if daemon.device_cgroup:
+        daemon.device_cgroup.create(container.id, bool(container.host_config.get("Privileged")))
+    monitor = daemon.fork_server.spawn_monitor(
         state_dir, container_command(daemon, container, rootfs), log_driver=log_config["Type"],
         log_opts=log_config.get("Config") or {}, log_path=container.log_path, start=False)
+    join_device_cgroup(daemon, container.id, monitor)
+    return monitor
+
+
+def join_device_cgroup(daemon, container_id, monitor):
+    """Move a process waiting at the exec gate into the container's devices cgroup, before
+    it runs any code of the image; if that fails, it is killed and the start fails."""
+    if daemon.device_cgroup:
+        try:
+            daemon.device_cgroup.load(container_id).add(monitor.init_pid)
+        except cgroups.CgroupError:
+            monitor.signal(signal.SIGKILL)
+            raise
+
+
+def remove_device_cgroup(daemon, container_id):
+    if daemon.device_cgroup:
+        try:
+            daemon.device_cgroup.load(container_id).remove()
+        except cgroups.CgroupError as err:
+            log.error("Error removing the devices cgroup of %s: %s", container_id[:12], err)
+
+
+def set_console_size(monitor, tty, size):
+    """ConsoleSize [rows, cols]: the terminal's size before the first program reads it (the
+    CLI's resize request that follows the start could come too late for it)."""
+    if tty and size and len(size) == 2 and all(isinstance(n, int) and 0 < n < 65536 for n in size):
+        monitor.resize(size[0], size[1])
 
 
 def monitor_state_dir(daemon, container_id):
@@ -1609,10 +1637,11 @@ def start_error(err):
 
 
 def record_start_failure(daemon, container, err):
+    remove_device_cgroup(daemon, container.id)
     with container.cond:
         container.exit_code, container.error = err.exit_code, err.message
         container.failed_starts += 1
-        container.finished_at = rfc3339_nano(time.time_ns())
+        container.finished_at = logger.format_time(time.time_ns())
         container.to_disk()
         container.cond.notify_all()
     log.debug("container %s failed to start: %s", container.id[:12], err.message)
@@ -1623,7 +1652,7 @@ def mark_running(daemon, container, monitor, restart):
         container.restart_count += 1 if restart else 0
         container.running, container.restarting = True, False
         container.pid, container.exit_code, container.error = monitor.init_pid, 0, ""
-        container.started_at = rfc3339_nano(time.time_ns())
+        container.started_at = logger.format_time(time.time_ns())
         container.has_been_started = True
         container.to_disk()
         container.cond.notify_all()
@@ -1643,11 +1672,11 @@ def container_exited(daemon, container, monitor):
     if state.get("exit_code") is None:  # the monitor itself died: its process must not linger
         monitor_module.kill_orphan(monitor.state_dir)
     with container.cond:
-        ran_for = time.time() - parse_rfc3339(container.started_at)
+        ran_for = time.time() - unix_seconds(container.started_at)
         container.running, container.monitor, container.pid = False, None, 0
         container.exit_code = state.get("exit_code")
         container.exit_code = 255 if container.exit_code is None else container.exit_code
-        container.finished_at = rfc3339_nano(time.time_ns())
+        container.finished_at = logger.format_time(time.time_ns())
         container.exits += 1
         restart = should_restart(container) and not daemon.shutting_down
         container.restarting = restart
@@ -1657,6 +1686,7 @@ def container_exited(daemon, container, monitor):
         daemon.graph.unmount_rw_layer(container.id)
     except (OSError, KeyError, errdefs.DockerError) as err:
         log.error("Error unmounting container %s: %s", container.id[:12], err)
+    remove_device_cgroup(daemon, container.id)
     daemon.events.log("container", "die", container.id,
                       container.event_attributes(exitCode=str(container.exit_code)))
     if restart:
@@ -1703,12 +1733,11 @@ def schedule_restart(daemon, container, ran_for):
     timer.start()
 
 
-def parse_rfc3339(text):
-    """Seconds since the epoch of an RFC 3339 timestamp written by rfc3339_nano."""
-    if not text or text.startswith("0001"):
+def unix_seconds(timestamp):
+    """An API timestamp as Unix seconds; Go's zero time ("never") counts as 0."""
+    if not timestamp or timestamp == ZERO_TIME:
         return 0.0
-    main, _, fraction = text.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (fraction or "0"))
+    return logger.parse_time(timestamp) / 1e9
 
 
 def kill_container(daemon, container, signum, manual=True):
@@ -1782,6 +1811,7 @@ def remove_container(daemon, container, force=False):
         if exec_config.container is container:
             daemon.execs.pop(exec_config.id, None)
     daemon.graph.release_rw_layer(container.id)
+    remove_device_cgroup(daemon, container.id)
     daemon.containers.remove(container)
     shutil.rmtree(container.root, ignore_errors=True)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
@@ -1844,7 +1874,8 @@ def container_command(daemon, container, rootfs):
         open_stdin=bool(config.get("OpenStdin")), privileged=bool(host.get("Privileged")),
         read_only=bool(host.get("ReadonlyRootfs")), mounts=mounts,
         shm_size=host.get("ShmSize") or execdriver.DEFAULT_SHM_SIZE,
-        cap_add=list(host.get("CapAdd") or []), cap_drop=list(host.get("CapDrop") or []),
+        cap_add=list(host.get("CapAdd") or []),
+        cap_drop=list(host.get("CapDrop") or []) + ([] if daemon.device_cgroup else ["MKNOD"]),
         network=namespace_mode(daemon, host.get("NetworkMode"), "net"),
         ipc=namespace_mode(daemon, host.get("IpcMode"), "ipc"),
         pid=namespace_mode(daemon, host.get("PidMode"), "pid"),
@@ -1949,6 +1980,7 @@ class ExecConfig(object):
         self.attach_stdout = bool(request.get("AttachStdout"))
         self.attach_stderr = bool(request.get("AttachStderr"))
         self.detach_keys = request.get("DetachKeys") or ""
+        self.console_size = request.get("ConsoleSize")
         self.running = False
         self.exit_code = None
         self.pid = 0
@@ -1975,6 +2007,7 @@ def start_exec(daemon, exec_config):
         try:
             monitor = daemon.fork_server.spawn_exec_monitor(state_dir, command, exec_config.process,
                                                             container.pid, start=False)
+            join_device_cgroup(daemon, container.id, monitor)
         except BaseException:
             shutil.rmtree(state_dir, ignore_errors=True)
             raise
@@ -2019,16 +2052,21 @@ def restore_container(daemon, container):
     state = monitor_module.read_state(state_dir)
     container.running, container.pid = False, 0
     container.exit_code = state.get("exit_code") if state.get("exit_code") is not None else 255
-    container.finished_at = rfc3339_nano(time.time_ns())
+    container.finished_at = logger.format_time(time.time_ns())
     container.to_disk()
 
 
 def restart_after_boot(daemon, container):
-    """Containers that are not running but whose policy says so start with the daemon."""
+    """Containers that are not running but whose policy says so start with the daemon.
+
+    This is where `always` and `unless-stopped` differ: a container stopped by hand stays
+    stopped until the daemon restarts under `always`, and for good under `unless-stopped`.
+    A container that was only created never starts by itself (HasBeenStartedBefore).
+    """
     policy = (container.host_config.get("RestartPolicy") or {}).get("Name") or "no"
     if container.running or not container.has_been_started or policy == "no":
         return
-    if policy in ("always", "unless-stopped") and container.manually_stopped:
+    if policy == "unless-stopped" and container.manually_stopped:
         return
     if policy == "on-failure" and not should_restart(container):
         return
@@ -2939,6 +2977,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
 
     def release_exec(self, exec_config, monitor, client):
         """Let the exec'd process run; a failure is written into the stream, as dockerd does."""
+        set_console_size(monitor, exec_config.process.tty, exec_config.console_size)
         try:
             monitor.start()
             return True
@@ -3224,9 +3263,9 @@ def container_status_text(container):
     now = time.time()
     if container.running and container.restarting:
         return "Restarting (%d) %s ago" % (container.exit_code,
-                                          human_duration(now - parse_rfc3339(container.finished_at)))
+                                          human_duration(now - unix_seconds(container.finished_at)))
     if container.running:
-        return "Up %s%s" % (human_duration(now - parse_rfc3339(container.started_at)),
+        return "Up %s%s" % (human_duration(now - unix_seconds(container.started_at)),
                             " (Paused)" if container.paused else "")
     if container.removing:
         return "Removal In Progress"
@@ -3234,10 +3273,10 @@ def container_status_text(container):
         return "Dead"
     if container.restarting:
         return "Restarting (%d) %s ago" % (container.exit_code,
-                                          human_duration(now - parse_rfc3339(container.finished_at)))
+                                          human_duration(now - unix_seconds(container.finished_at)))
     if container.has_been_started:
         return "Exited (%d) %s ago" % (container.exit_code,
-                                       human_duration(now - parse_rfc3339(container.finished_at)))
+                                       human_duration(now - unix_seconds(container.finished_at)))
     return "Created"
 
 
@@ -3246,7 +3285,7 @@ def container_summary(daemon, container, size):
     command = " ".join([container.path] + container.args)
     summary = {"Id": container.id, "Names": [container.name],
                "Image": container.config.get("Image", ""), "ImageID": container.image_id,
-               "Command": command, "Created": int(parse_rfc3339(container.created)), "Ports": [],
+               "Command": command, "Created": int(unix_seconds(container.created)), "Ports": [],
                "Labels": container.config.get("Labels") or {}, "State": container.status,
                "Status": container_status_text(container),
                "HostConfig": {"NetworkMode": container.host_config.get("NetworkMode", "default")},
@@ -3315,7 +3354,7 @@ def prune_containers(daemon, filters):
         if filters.get("label") and not all(_matches_label(container.config.get("Labels") or {}, v)
                                             for v in filters["label"]):
             continue
-        if until and parse_rfc3339(container.created) >= float(until[0]):
+        if until and unix_seconds(container.created) >= float(until[0]):
             continue
         reclaimed += daemon.graph.rw_layer_size(container.id)
         remove_container(daemon, container)
@@ -3419,8 +3458,10 @@ def open_import_url(source):
         source = "http://" + source
     if urllib.parse.urlsplit(source).scheme not in ("http", "https"):
         raise InvalidParameter("unsupported import source %s: only http and https URLs" % source)
+    # imported on first use: 0.4 MB and 3 ms at start that a daemon needs only for `docker import <url>`
+    from urllib.request import urlopen
     try:
-        return urllib.request.urlopen(source, timeout=60)
+        return urlopen(source, timeout=60)
     except (OSError, ValueError) as err:
         raise InvalidParameter("error downloading %s: %s" % (source, err))
 
@@ -3437,14 +3478,9 @@ def check_api_version(text):
                                % (text, MIN_API_VERSION))
 
 
-GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
-           "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
-           "riscv64": "riscv64"}
-
-
 def version_info():
     """GET /version: the engine's component list, as `docker version` prints it."""
-    details = {"ApiVersion": API_VERSION, "Arch": GO_ARCH.get(platform.machine(), platform.machine()),
+    details = {"ApiVersion": API_VERSION, "Arch": linux.go_arch()[0],
                "BuildTime": "", "Experimental": "false", "GitCommit": "",
                "GoVersion": "python" + platform.python_version(),
                "KernelVersion": os.uname().release, "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}
@@ -3490,7 +3526,7 @@ def system_info(daemon, server):
         "NFd": len(os.listdir("/proc/self/fd")),
         "OomKillDisable": sysinfo.memory,
         "NGoroutines": threading.active_count(),
-        "SystemTime": rfc3339_nano(time.time_ns()),
+        "SystemTime": logger.format_time(time.time_ns()),
         "LoggingDriver": config.log_driver,
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": sysinfo.cgroup_version,
@@ -3526,15 +3562,6 @@ def system_info(daemon, server):
         "SecurityOptions": [],
         "Warnings": sysinfo.warnings or None,
     }
-
-
-def rfc3339_nano(nanoseconds):
-    """Go's time.RFC3339Nano in UTC, the timestamp format of every Docker API."""
-    seconds, fraction = divmod(nanoseconds, 10 ** 9)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if fraction:
-        text += ("." + "%09d" % fraction).rstrip("0")
-    return text + "Z"
 
 
 @functools.lru_cache(maxsize=1)
@@ -3603,7 +3630,8 @@ class LogFormatter(logging.Formatter):
 
     def format(self, record):
         level = {"WARNING": "WARN", "CRITICAL": "FATA"}.get(record.levelname, record.levelname)[:4]
-        text = "%s[%s] %s" % (level, rfc3339_nano(int(record.created * 1e9)), record.getMessage())
+        stamp = logger.format_time(int(record.created * 1e9))
+        text = "%s[%s] %s" % (level, stamp, record.getMessage())
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -3709,15 +3737,14 @@ def main(argv=None):
     except ConfigError as err:
         sys.stderr.write("%s\n" % err)
         return 1
-    fork_server = monitor_module.start_fork_server()
     setup_logging(config)
     signals = ShutdownSignals()
     try:
         pidfile = PidFile(config.pidfile)
     except (ConfigError, OSError) as err:
         log.error("failed to start daemon: %s", err)
-        fork_server.close()
         return 1
+    fork_server = monitor_module.start_fork_server()
     daemon, servers = None, []
     try:
         daemon = new_daemon(config, registry.RegistryService(config.registry_mirrors,

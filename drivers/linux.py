@@ -292,3 +292,12 @@ def default_all_signals():
         if signum not in (9, 19):  # SIGKILL and SIGSTOP cannot be changed
             _libc.syscall(ctypes.c_long(number), ctypes.c_int(signum), ctypes.byref(action),
                           None, ctypes.c_size_t(8))
+
+
+def go_arch():
+    """runtime.GOARCH and the variant, for the machine the daemon runs on."""
+    machine = platform.machine()
+    return {"x86_64": ("amd64", ""), "aarch64": ("arm64", ""), "armv7l": ("arm", "v7"),
+            "armv6l": ("arm", "v6"), "i686": ("386", ""), "i386": ("386", ""),
+            "ppc64le": ("ppc64le", ""), "s390x": ("s390x", ""),
+            "riscv64": ("riscv64", "")}.get(machine, (machine, ""))

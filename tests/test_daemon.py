@@ -1,4 +1,5 @@
 """End to end: a real pydockerd, the real docker CLI and a stdlib HTTP client."""
+import io
 import json
 import os
 import signal
@@ -6,6 +7,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import tarfile
 import threading
 import time
 
@@ -122,6 +124,45 @@ def test_error_answers_are_json(shared_daemon, method, path, body, headers, stat
     assert response.status == status
     assert response.headers["Content-Type"] == "application/json"
     assert message in response.json()["message"]
+
+
+CREATE = "/v1.41/containers/create"
+
+
+@pytest.mark.parametrize("body, headers, message", [
+    (b'{"Image":"x"}', {"Content-Type": "text/plain"},
+     "Content-Type specified (text/plain) must be 'application/json'"),
+    (b"{invalid json", JSON, "invalid JSON"),
+    (b'{"Image":"x"} trailing', JSON, "unexpected content after JSON"),
+    (b"", JSON, "config cannot be empty in order to create a container"),
+    (b'{"Image":"x","HostConfig":{"Memory":NaN}}', JSON, "invalid JSON"),
+    (b"[" * 10000, JSON, "invalid JSON"),
+    (b"[1, 2]", JSON, "cannot unmarshal array"),
+])
+def test_bad_create_bodies_are_400(shared_daemon, body, headers, message):
+    response = shared_daemon.request("POST", CREATE, body=body, headers=headers)
+    assert response.status == 400
+    assert message in response.json()["message"]
+    assert shared_daemon.request("GET", "/_ping").status == 200
+
+
+def test_unknown_create_fields_are_ignored_like_go_does(shared_daemon):
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("marker")
+        tar.addfile(info, io.BytesIO(b""))
+    shared_daemon.docker("import", "-c", 'CMD ["/marker"]', "-", "bogus-field:1", input=layer.getvalue())
+    response = shared_daemon.request("POST", CREATE, headers=JSON,
+                                     body=b'{"Image":"bogus-field:1","Bogus":1}')
+    assert response.status == 201
+    shared_daemon.docker("rm", response.json()["Id"])
+    shared_daemon.docker("rmi", "bogus-field:1")
+
+
+def test_create_of_a_missing_image_is_404_so_the_cli_pulls(shared_daemon):
+    response = shared_daemon.request("POST", CREATE, headers=JSON, body=b'{"Image":"no/such:image"}')
+    assert response.status == 404
+    assert response.json() == {"message": "No such image: no/such:image"}
 
 
 def test_huge_header_gets_a_json_431_and_the_daemon_lives(shared_daemon):

@@ -5,7 +5,6 @@ An autouse guard makes any connection or name lookup outside loopback fail the t
 service here points Docker Hub at a closed loopback port, so no test can reach the Internet.
 """
 import base64
-import http.server
 import io
 import ipaddress
 import json
@@ -25,11 +24,9 @@ from drivers import distribution, errdefs, graphdriver, registry
 from drivers.graph import Graph
 from drivers.reference import parse_normalized_named
 from drivers.tags import TagStore
-from registry_fixtures import (OCILayout, Registry, TokenServer, docker_archive, free_port, image_config,
-                               layer_tar, make_certificate, sha256, skopeo_copy)
-
-HOST_ARCH = distribution.host_platform()[1]
-OTHER_ARCH = "arm64" if HOST_ARCH != "arm64" else "amd64"
+from registry_fixtures import (OTHER_ARCH, LoopbackServer, OCILayout, QuietHandler, Registry, TokenServer,
+                               docker_archive, fixture_registry, free_port, image_config, layer_tar,
+                               make_certificate, sha256, skopeo_copy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,38 +122,21 @@ def statuses(messages):
     return [message.get("status") for message in messages]
 
 
-class Fixtures(object):
-    """Images pushed once for the module: layers, config bytes and manifest digests by name."""
-
-
 LAYER_BASE = layer_tar({"etc/os-release": b"NAME=fixture\n", "bin/tool": b"x" * 300000})
 LAYER_TOP = layer_tar({"app/data": os.urandom(40000)})
 
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory):
-    """An open docker-registry with the module's fixture images."""
-    directory = str(tmp_path_factory.mktemp("registry"))
-    server = Registry(directory).start()
-    fixtures = Fixtures()
-    fixtures.base = docker_archive(os.path.join(directory, "base.tar"), [LAYER_BASE], label="base")
-    fixtures.two = docker_archive(os.path.join(directory, "two.tar"), [LAYER_BASE, LAYER_TOP], label="two")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "base.tar"), server, "fix/base:1")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "two.tar"), server, "fix/two:1")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "base.tar"), server, "library/mirrored:1")
-    layout = OCILayout(os.path.join(directory, "multi"))
-    other, fixtures.other_config = layout.image([layer_tar({"arch": OTHER_ARCH.encode()})], OTHER_ARCH)
-    host, fixtures.host_config = layout.image([layer_tar({"arch": HOST_ARCH.encode()})], HOST_ARCH)
-    layout.index([other, host], "multi")
-    skopeo_copy("oci:%s:multi" % layout.directory, server, "fix/multi:1", all_images=True)
-    foreign = OCILayout(os.path.join(directory, "foreign"))
-    s390x, _ = foreign.image([layer_tar({"arch": b"s390x"})], "s390x")
-    ppc, _ = foreign.image([layer_tar({"arch": b"ppc64le"})], "ppc64le")
-    foreign.index([s390x, ppc], "foreign")
-    skopeo_copy("oci:%s:foreign" % foreign.directory, server, "fix/foreign:1", all_images=True)
-    server.fixtures = fixtures
-    yield server
-    server.stop()
+    """An open docker-registry with the shared fixture images, plus fix/foreign:1: an index
+    with no image for this machine's platform."""
+    with fixture_registry(str(tmp_path_factory.mktemp("registry")), LAYER_BASE, LAYER_TOP) as server:
+        foreign = OCILayout(os.path.join(server.directory, "foreign"))
+        s390x, _ = foreign.image([layer_tar({"arch": b"s390x"})], "s390x")
+        ppc, _ = foreign.image([layer_tar({"arch": b"ppc64le"})], "ppc64le")
+        foreign.index([s390x, ppc], "foreign")
+        skopeo_copy("oci:%s:foreign" % foreign.directory, server, "fix/foreign:1", all_images=True)
+        yield server
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +334,7 @@ def test_registry_that_hangs_times_out(store):
     assert "timeout" in str(raised.value)
 
 
-class FlakyProxy(object):
+class FlakyProxy(LoopbackServer):
     """An HTTP front for a registry that cuts blob downloads short: the first `cuts` GETs of a
     blob send their headers and half the body, then drop the connection."""
 
@@ -364,10 +344,7 @@ class FlakyProxy(object):
         self.ranges = []
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self):
                 self._forward(send_body=False)
 
@@ -401,13 +378,7 @@ class FlakyProxy(object):
                 elif send_body:
                     self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = "127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        LoopbackServer.__init__(self, Handler)
 
 
 def test_interrupted_download_resumes_with_a_range_request(reg, store):
@@ -683,17 +654,14 @@ def test_identity_token_is_exchanged_for_an_access_token(token_reg, store):
 # Redirects, proxies and TLS
 
 
-class RecordingServer(object):
+class RecordingServer(LoopbackServer):
     """A tiny HTTP server: answers `routes[path]` = (status, headers, body), records requests."""
 
     def __init__(self, routes):
         self.requests = []
         recorder = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 recorder.requests.append((self.path, dict(self.headers)))
                 status, headers, body = routes.get(self.path, (404, {}, b""))
@@ -704,13 +672,7 @@ class RecordingServer(object):
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = "127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        LoopbackServer.__init__(self, Handler)
 
 
 def test_redirect_to_another_host_drops_the_authorization_header():
@@ -733,7 +695,7 @@ def test_redirect_to_another_host_drops_the_authorization_header():
     assert "Authorization" not in cdn.requests[-1][1]
 
 
-class ConnectProxy(object):
+class ConnectProxy(LoopbackServer):
     """An HTTP proxy that sends every host to 127.0.0.1 (keeping the port): CONNECT tunnels and
     absolute-form plain HTTP requests. `targets` lists the host:ports asked for."""
 
@@ -778,14 +740,8 @@ class ConnectProxy(object):
                             return
                         (upstream if sock is client else client).sendall(data)
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        LoopbackServer.__init__(self, Handler, socketserver.ThreadingTCPServer)
+        self.url = "http://" + self.host
 
 
 @pytest.fixture

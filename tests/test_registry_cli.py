@@ -15,12 +15,10 @@ import time
 
 import pytest
 
-from drivers import distribution
-from registry_fixtures import (OCILayout, Registry, TokenServer, docker_archive, free_port, layer_tar,
-                               sha256, skopeo_copy)
-
-HOST_ARCH = distribution.host_platform()[1]
-OTHER_ARCH = "arm64" if HOST_ARCH != "arm64" else "amd64"
+from conftest import build_busybox_rootfs
+from containers_support import write_docker_archive
+from registry_fixtures import (HOST_ARCH, OTHER_ARCH, Registry, TokenServer, docker_archive, fixture_registry,
+                               free_port, layer_tar, sha256, skopeo_copy)
 
 LAYER_BASE = layer_tar({"etc/os-release": b"NAME=fixture\n", "bin/tool": os.urandom(300000)})
 LAYER_TOP = layer_tar({"app/data": os.urandom(40000)})
@@ -31,31 +29,14 @@ ALICE = ("alice", "s3cret")
 # Registries and daemons
 
 
-class Fixtures(object):
-    """The config bytes (sha256 = image ID) of the images pushed once for the module."""
-
-
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory):
-    """An open registry holding the module's images, pushed with skopeo."""
-    directory = str(tmp_path_factory.mktemp("registry"))
-    server = Registry(directory).start()
-    fixtures = Fixtures()
-    fixtures.base = docker_archive(os.path.join(directory, "base.tar"), [LAYER_BASE], label="base")
-    fixtures.two = docker_archive(os.path.join(directory, "two.tar"), [LAYER_BASE, LAYER_TOP], label="two")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "base.tar"), server, "fix/base:1")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "two.tar"), server, "fix/two:1")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "base.tar"), server, "library/mirrored:1")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "base.tar"), server, "fix/tags:a")
-    skopeo_copy("docker-archive:" + os.path.join(directory, "two.tar"), server, "fix/tags:b")
-    layout = OCILayout(os.path.join(directory, "multi"))
-    other, fixtures.other_config = layout.image([layer_tar({"arch": OTHER_ARCH.encode()})], OTHER_ARCH)
-    host, fixtures.host_config = layout.image([layer_tar({"arch": HOST_ARCH.encode()})], HOST_ARCH)
-    layout.index([other, host], "multi")
-    skopeo_copy("oci:%s:multi" % layout.directory, server, "fix/multi:1", all_images=True)
-    server.fixtures = fixtures
-    yield server
-    server.stop()
+    """An open registry holding the shared fixture images, plus one repository with two tags
+    (fix/tags:a is the base image, fix/tags:b the two-layer one)."""
+    with fixture_registry(str(tmp_path_factory.mktemp("registry")), LAYER_BASE, LAYER_TOP) as server:
+        skopeo_copy("docker-archive:" + os.path.join(server.directory, "base.tar"), server, "fix/tags:a")
+        skopeo_copy("docker-archive:" + os.path.join(server.directory, "two.tar"), server, "fix/tags:b")
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -490,3 +471,17 @@ def test_registry_that_is_down_fails_fast(daemon):
     assert result.stderr.decode().strip() == (
         'Error response from daemon: Get "http://127.0.0.1:%d/v2/": dial tcp 127.0.0.1:%d: connect: '
         'connection refused' % (port, port))
+
+
+# ---------------------------------------------------------------------------------------------
+# docker run of an image that is not here yet: create answers 404, the CLI pulls, then runs
+
+
+def test_run_of_an_unpulled_image_pulls_it_first(reg, mirror_daemon, tmp_path):
+    rootfs = build_busybox_rootfs(str(tmp_path / "rootfs"))
+    archive = write_docker_archive(rootfs, str(tmp_path / "runnable.tar"), "runnable:1")
+    skopeo_copy("docker-archive:" + archive, reg, "library/runnable:1")
+    result = mirror_daemon.docker("run", "--rm", "--network", "none", "runnable:1", "echo", "ran")
+    assert out(result) == "ran"
+    assert "Unable to find image 'runnable:1' locally" in result.stderr.decode()
+    assert "Status: Downloaded newer image for runnable:1" in result.stderr.decode()

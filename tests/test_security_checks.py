@@ -7,31 +7,21 @@ Each check is the command the checklist gives, against a pydockerd with a busybo
 import os
 import re
 import signal
+import stat
 
 import pytest
 
-from containers_support import (api_create, busybox_archive, busybox_daemon, err,  # noqa: F401
-                                inspect, out, parse_timestamp, remove_all_containers, run,
-                                run_detached, wait_for, wait_until_restarted,
-                                wait_until_restarts_end, write_docker_archive)
+# Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
+from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
+from containers_support import (api_create, err, inspect, out, parse_timestamp, run, run_detached,
+                                wait_for, wait_until_restarted, wait_until_restarts_end,
+                                write_docker_archive)
 from conftest import build_busybox_rootfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
 DEFAULT_CAPS = "00000000a80425fb"
 LOOP = "while true; do sleep 0.1; done"
-
-
-@pytest.fixture(scope="module")
-def daemon(busybox_archive):  # noqa: F811
-    with busybox_daemon(busybox_archive) as process:
-        yield process
-
-
-@pytest.fixture(autouse=True)
-def no_containers_left(daemon):
-    yield
-    remove_all_containers(daemon)
 
 
 def in_container(daemon, script, *options, check=True):
@@ -172,6 +162,56 @@ def test_check09_dev_holds_the_default_devices_and_no_host_disks(daemon):
 def test_check09_dev_links(daemon):
     result = in_container(daemon, "readlink /dev/ptmx; readlink /dev/fd; readlink /dev/stderr")
     assert out(result).splitlines() == ["pts/ptmx", "/proc/self/fd", "/proc/self/fd/2"]
+
+
+# -- check 10: the devices cgroup keeps CAP_MKNOD harmless -----------------------------------
+
+def readable_block_device():
+    """major, minor of a block device root may open here (the sandbox forbids some), so that
+    EPERM inside a container can only come from the devices cgroup."""
+    node = "/tmp/pyd-blockprobe-%d" % os.getpid()
+    for entry in sorted(os.listdir("/sys/dev/block")):
+        major, minor = (int(part) for part in entry.split(":"))
+        try:
+            os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(major, minor))
+            os.close(os.open(node, os.O_RDONLY))
+            return major, minor
+        except OSError:
+            continue
+        finally:
+            if os.path.lexists(node):
+                os.unlink(node)
+    pytest.skip("no block device is readable by root on this host")
+
+
+def test_check10_mknod_works_but_the_device_cannot_be_opened(daemon):
+    major, minor = readable_block_device()
+    script = "mknod /tmp/d b %d %d && head -c512 /tmp/d >/dev/null" % (major, minor)
+    result = run(daemon, "--rm", "busybox", "sh", "-c", script, check=False)
+    assert result.returncode != 0
+    assert "Operation not permitted" in err(result)
+
+
+def test_check10_a_char_device_outside_the_allow_list_cannot_be_written(daemon):
+    result = run(daemon, "--rm", "busybox", "sh", "-c", "mknod /tmp/k c 1 11 && echo probe > /tmp/k",
+                 check=False)
+    assert result.returncode != 0
+    assert "Operation not permitted" in err(result)
+
+
+def test_check10_exec_is_confined_too(daemon):
+    major, minor = readable_block_device()
+    cid = run_detached(daemon, "busybox", "sleep", "60")
+    result = daemon.docker("exec", cid, "sh", "-c", "mknod /tmp/d b %d %d && head -c512 /tmp/d"
+                           % (major, minor), check=False)
+    assert result.returncode != 0
+    assert "Operation not permitted" in err(result)
+
+
+def test_check10_privileged_may_read_devices(daemon):
+    major, minor = readable_block_device()
+    script = "mknod /tmp/d b %d %d && head -c512 /tmp/d >/dev/null && echo read" % (major, minor)
+    assert out(run(daemon, "--rm", "--privileged", "busybox", "sh", "-c", script)) == "read"
 
 
 # -- check 11: namespaces -------------------------------------------------------------------

@@ -119,6 +119,7 @@ def test_restore_skips_a_corrupt_container(tmp_path):
     good = pydockerd.Container(os.path.join(daemon.repository, "a" * 64), "a" * 64)
     good.name, good.created, good.path = "/good", pydockerd.logger.format_time(0), "true"
     os.makedirs(good.root)
+    good.write_host_config()
     good.to_disk()
     bad = os.path.join(daemon.repository, "b" * 64)
     os.makedirs(bad)

@@ -9,9 +9,12 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 
 import pytest
+
+import pydockerd
 
 # Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
@@ -728,6 +731,31 @@ def test_exec_it_gets_a_terminal(daemon):
     with pty_docker(daemon, "exec", "-it", "execit", "sh", "-c", "tty; exit 7") as term:
         assert term.wait() == 7
     assert re.search(rb"/dev/pts/\d+", term.output)
+
+
+def test_exec_it_process_starts_on_a_terminal_of_the_clis_size(daemon):
+    # At API 1.41 the size comes only with the CLI's resize after the 101; a process let go
+    # before it saw a 0x0 terminal (busybox's `stty size` then fails) about every other time.
+    run_detached(daemon, "--name", "execsize", "busybox", "sh", "-c", LOOP)
+    for _ in range(6):
+        with pty_docker(daemon, "exec", "-it", "execsize", "stty", "size", rows=30, cols=100) as term:
+            assert term.wait() == 0, term.output
+        assert term.output == b"30 100\r\n"
+
+
+def test_attach_output_outlives_input_that_the_ended_process_refuses():
+    # A short-lived process's monitor hangs up once the output has ended; input arriving
+    # after that (here the EOF byte `script` types for a closed stdin) must not make the
+    # daemon drop the output still on its way to the client.
+    client, cli = socket.socketpair()
+    upstream, monitor_end = socket.socketpair()
+    with client, cli, upstream, monitor_end:
+        monitor_end.sendall(b"hi\r\n")
+        monitor_end.close()
+        cli.sendall(b"\0")
+        pydockerd.proxy_streams(client, upstream, True, pydockerd.DEFAULT_DETACH_KEYS)
+        client.shutdown(socket.SHUT_WR)
+        assert cli.recv(100) == b"hi\r\n"
 
 
 def test_logs_of_a_tty_container_are_raw(daemon):

@@ -4,6 +4,7 @@ Every daemon a test starts lives under its own /tmp/pyd-XXXX directory (short, b
 socket path must fit in 108 bytes), uses its own key.json and an empty daemon.json, and is
 stopped and unmounted afterwards, so tests never touch a real Docker on the host.
 """
+import contextlib
 import http.client
 import json
 import os
@@ -174,9 +175,47 @@ class DaemonProcess(object):
 
     def cleanup(self):
         self.stop()
+        kill_leftover_processes(self.exec_root)
         unmount_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
         remove_cgroup_parent(self.cgroup_parent)
+
+
+def kill_leftover_processes(exec_root):
+    """Kill, by the pids the monitors recorded, any monitor or container still alive.
+
+    Monitors outlive the daemon by design (live restore), so a test that failed half way would
+    otherwise leave them behind. A pid is only killed when its start time still matches the
+    recorded one, so a recycled pid is never hit.
+    """
+    for top, _dirs, files in os.walk(exec_root):
+        if "state.json" in files:
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(top, "state.json")) as state_file:
+                    state = json.load(state_file)
+                if state.get("status") == "running":
+                    kill_if_same(state.get("pid"), state.get("start_time"))
+        if "monitor.pid" in files:
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(top, "monitor.pid")) as pid_file:
+                    pid, start_time = pid_file.read().split()[:2]
+                kill_if_same(int(pid), int(start_time))
+
+
+def kill_if_same(pid, start_time):
+    if not pid or start_time is None:
+        return
+    if process_start_time(pid) == int(start_time):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def process_start_time(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def remove_cgroup_parent(parent):

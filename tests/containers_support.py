@@ -105,11 +105,9 @@ def no_containers_left(daemon):
 
 
 def retire_daemon(daemon):
-    """Remove every container, stop the daemon, kill what it left running, remove its dirs."""
+    """Remove every container, then stop the daemon and clean up after it (DaemonProcess.cleanup)."""
     if daemon.proc is not None and daemon.proc.poll() is None:
         remove_all_containers(daemon)
-    daemon.stop()
-    kill_leftover_processes(daemon)
     daemon.cleanup()
 
 
@@ -123,43 +121,6 @@ def remove_all_containers(daemon):
             daemon.request("DELETE", "/containers/%s?force=1" % container["Id"], timeout=20)
     except (OSError, ValueError):
         pass
-
-
-def kill_leftover_processes(daemon):
-    """Kill, by the pids the monitors recorded, any monitor or container still alive.
-
-    Monitors outlive the daemon by design (live restore), so a test that failed half way would
-    otherwise leave them behind. A pid is only killed when its start time still matches the
-    recorded one, so a recycled pid is never hit.
-    """
-    for top, _dirs, files in os.walk(daemon.exec_root):
-        if "state.json" in files:
-            with contextlib.suppress(OSError, ValueError):
-                with open(os.path.join(top, "state.json")) as state_file:
-                    state = json.load(state_file)
-                if state.get("status") == "running":
-                    kill_if_same(state.get("pid"), state.get("start_time"))
-        if "monitor.pid" in files:
-            with contextlib.suppress(OSError, ValueError):
-                with open(os.path.join(top, "monitor.pid")) as pid_file:
-                    pid, start_time = pid_file.read().split()[:2]
-                kill_if_same(int(pid), int(start_time))
-
-
-def kill_if_same(pid, start_time):
-    if not pid or start_time is None:
-        return
-    if process_start_time(pid) == int(start_time):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def process_start_time(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 # -- small helpers the tests share ---------------------------------------------------------

@@ -214,8 +214,8 @@ def test_remove_of_a_missing_cgroup_is_fine(devices, container_id):
     devices.load(container_id).remove()
 
 
-def test_remove_waits_for_the_last_process_to_exit(devices, container_id):
-    cgroup = devices.create(container_id)
+def sleeper_in(cgroup):
+    """A child process parked inside `cgroup`; the caller kills and reaps it."""
     pid = os.fork()
     if pid == 0:
         signal.pause()
@@ -226,6 +226,12 @@ def test_remove_waits_for_the_last_process_to_exit(devices, container_id):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
+    return pid
+
+
+def test_remove_waits_for_the_last_process_to_exit(devices, container_id):
+    cgroup = devices.create(container_id)
+    pid = sleeper_in(cgroup)
     killer = threading.Timer(0.2, lambda: (os.kill(pid, signal.SIGKILL), os.waitpid(pid, 0)))
     killer.start()
     cgroup.remove(timeout=5)
@@ -235,12 +241,8 @@ def test_remove_waits_for_the_last_process_to_exit(devices, container_id):
 
 def test_remove_fails_while_a_process_is_inside(devices, container_id):
     cgroup = devices.create(container_id)
-    pid = os.fork()
-    if pid == 0:
-        signal.pause()
-        os._exit(0)
+    pid = sleeper_in(cgroup)
     try:
-        cgroup.add(pid)
         with pytest.raises(cgroups.CgroupError, match="device or resource busy"):
             cgroup.remove(timeout=0.05)
         assert os.path.isdir(cgroup.path)

@@ -1565,30 +1565,47 @@ def start_container(daemon, container, restart=False):
         rootfs = daemon.graph.mount_rw_layer(container.id)
         try:
             monitor = spawn_container_monitor(daemon, container, rootfs)
-        except execdriver.ExecdriverError as err:
-            daemon.graph.unmount_rw_layer(container.id)
-            record_start_failure(daemon, container, err)
-            raise start_error(err) from None
-        except BaseException:
-            daemon.graph.unmount_rw_layer(container.id)
-            raise
+        except Exception as err:
+            raise failed_start(daemon, container, None, err) from None
         container.monitor = monitor
         container.cond.notify_all()
-    connect_waiting_attaches(container)
-    set_console_size(monitor, container.config.get("Tty"), container.host_config.get("ConsoleSize"))
     try:
+        connect_waiting_attaches(container)
+        set_console_size(monitor, container.config.get("Tty"),
+                         container.host_config.get("ConsoleSize"))
         monitor.start()
-    except execdriver.ExecdriverError as err:
-        with container.cond:
-            container.monitor = None
-            container.cond.notify_all()
-        daemon.graph.unmount_rw_layer(container.id)
-        record_start_failure(daemon, container, err)
-        raise start_error(err) from None
+    except Exception as err:
+        raise failed_start(daemon, container, monitor, err) from None
     mark_running(daemon, container, monitor, restart)
 
 
+def failed_start(daemon, container, monitor, err):
+    """Undo a start that never reached execve, record why, and return the error to raise.
+
+    Whatever failed (the image's command, the monitor, the disk), the container is left as
+    dockerd leaves it: not running, its root unmounted, the reason in State.Error.
+    """
+    if monitor is not None:
+        try:
+            monitor.signal(signal.SIGKILL)  # the process still waits at the gate
+        except (OSError, monitor_module.MonitorError):
+            pass
+    with container.cond:
+        container.monitor = None
+        container.cond.notify_all()
+    try:
+        daemon.graph.unmount_rw_layer(container.id)
+    except (OSError, KeyError, errdefs.DockerError) as unmount_error:
+        log.error("Error unmounting container %s: %s", container.id[:12], unmount_error)
+    if not isinstance(err, execdriver.ExecdriverError):
+        log.error("Error starting container %s: %s", container.id[:12], err)
+        err = execdriver.ExecdriverError(str(err) or err.__class__.__name__, 128)
+    record_start_failure(daemon, container, err)
+    return start_error(err)
+
+
 def spawn_container_monitor(daemon, container, rootfs):
+    """The monitor for one run of the container, its process set up and held at the gate."""
     write_network_files(daemon, container)
     log_config = container.host_config["LogConfig"]
     state_dir = monitor_state_dir(daemon, container.id)
@@ -1681,6 +1698,7 @@ def record_start_failure(daemon, container, err):
 
 
 def mark_running(daemon, container, monitor, restart):
+    """The process runs: record it (a restart counts in RestartCount), say so, watch it."""
     with container.cond:
         container.restart_count += 1 if restart else 0
         container.running, container.restarting = True, False
@@ -1824,7 +1842,11 @@ def stop_container(daemon, container, timeout=10):
 
 
 def remove_container(daemon, container, force=False):
-    """daemon.ContainerRm: refuse a running container unless forced; then drop every trace."""
+    """daemon.ContainerRm: refuse a running container unless forced; then drop every trace.
+
+    If a step fails (a busy mount, a full disk), the container stays registered and may be
+    removed again later, rather than being stuck "in removal" for good.
+    """
     with container.cond:
         if container.removing or container.removed:
             raise errdefs.Conflict("removal of container %s is already in progress" % container.id)
@@ -1833,6 +1855,22 @@ def remove_container(daemon, container, force=False):
                                    "before attempting removal or force remove" % container.id)
         container.removing = True
         container.restarting = False
+    try:
+        release_container(daemon, container)
+    except Exception as err:
+        with container.cond:
+            container.removing = False
+            container.cond.notify_all()
+        log.error("Error removing container %s: %s", container.id[:12], err)
+        raise errdefs.System("unable to remove container %s: %s" % (container.id, err)) from None
+    with container.cond:
+        container.removing, container.removed = False, True
+        container.cond.notify_all()
+    daemon.events.log("container", "destroy", container.id, container.event_attributes())
+
+
+def release_container(daemon, container):
+    """Stop the process if it runs, then delete the layer, cgroup, name, files and state."""
     if container.running:
         container.manually_stopped = True
         try:
@@ -1843,15 +1881,14 @@ def remove_container(daemon, container, force=False):
     for exec_config in list(daemon.execs.values()):
         if exec_config.container is container:
             daemon.execs.pop(exec_config.id, None)
-    daemon.graph.release_rw_layer(container.id)
+    try:
+        daemon.graph.release_rw_layer(container.id)
+    except NotFound:
+        pass  # an earlier attempt released it before failing further on
     remove_device_cgroup(daemon, container.id)
     daemon.containers.remove(container)
     shutil.rmtree(container.root, ignore_errors=True)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
-    with container.cond:
-        container.removing, container.removed = False, True
-        container.cond.notify_all()
-    daemon.events.log("container", "destroy", container.id, container.event_attributes())
 
 
 def rename_container(daemon, container, new_name):
@@ -2220,6 +2257,9 @@ class Route(object):
         self.handler = handler
 
 
+# The routes of api/server/router, first match wins: fixed paths come before the patterns
+# that would also match them (`/images/json` before `/images/{name}/json`). Image names keep
+# their `/` and `:` (`127.0.0.1:5000/x/push`), container names and IDs never contain a `/`.
 ROUTES = [
     Route("GET", r"/_ping", "get_ping"),
     Route("HEAD", r"/_ping", "get_ping"),
@@ -2691,6 +2731,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             self.daemon.events.unsubscribe(live)
 
     def stream_events(self, history, live, since, until, filters):
+        """Replay the history when since/until asks for it, then follow the live queue."""
         def wanted(message):
             seconds = message["timeNano"] / 1e9
             return ((since is None or seconds >= since) and (until is None or seconds <= until)
@@ -2972,6 +3013,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         return exec_config
 
     def post_container_exec(self, name):
+        """`docker exec`, first half: record what to run; nothing starts until exec start."""
         container = self.container(name)
         body = self.read_json()
         if not isinstance(body, dict) or not body.get("Cmd"):
@@ -3040,6 +3082,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_no_content(200)
 
     def get_exec_json(self, exec_id):
+        """The exec's state; the CLI reads ExitCode here once the stream has ended."""
         exec_config = self.exec_config(exec_id)
         process = exec_config.process
         self.send_json({
@@ -3371,6 +3414,7 @@ def list_containers(daemon, all_containers, limit, size, filters):
 
 
 def container_matches(daemon, container, filters):
+    """The `docker ps --filter` test: every key must match, any of a key's values will do."""
     checks = {
         "id": lambda v: container.id.startswith(v),
         "name": lambda v: re.search(v, container.name) is not None,

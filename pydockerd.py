@@ -1614,7 +1614,7 @@ def spawn_container_monitor(daemon, container, rootfs):
     if daemon.device_cgroup:
         daemon.device_cgroup.create(container.id, bool(container.host_config.get("Privileged")))
     monitor = daemon.fork_server.spawn_monitor(
-        state_dir, container_command(daemon, container, rootfs), log_driver=log_config["Type"],
+        state_dir, start_command(daemon, container, rootfs), log_driver=log_config["Type"],
         log_opts=log_config.get("Config") or {}, log_path=container.log_path, start=False)
     join_device_cgroup(daemon, container.id, monitor)
     return monitor
@@ -1927,15 +1927,17 @@ def parse_signal(text):
 
 
 def container_command(daemon, container, rootfs):
-    """What the exec driver needs (execdriver.Command), from the container's config."""
+    """What the exec driver needs (execdriver.Command), from the container's config.
+
+    `docker exec` uses it too, for the user, capabilities and working directory; an exec
+    joins the running process's namespaces, so the namespace modes are resolved only when
+    the container itself starts (start_command).
+    """
     config, host = container.config, container.host_config
     mounts = [parse_bind(bind) for bind in host.get("Binds") or []]
     mounts += [parse_mount(mount) for mount in host.get("Mounts") or []]
     mounts += [execdriver.Mount(destination=path, type="tmpfs", data=options or "")
                for path, options in (host.get("Tmpfs") or {}).items()]
-    for mount in mounts:
-        if mount.type == "bind" and not os.path.exists(mount.source):
-            os.makedirs(mount.source, 0o755)  # -v creates a missing host directory, like dockerd
     return execdriver.Command(
         id=container.id, rootfs=rootfs, args=[container.path] + container.args,
         env=container_env(config), cwd=config.get("WorkingDir") or "/", user=config.get("User") or "",
@@ -1946,16 +1948,28 @@ def container_command(daemon, container, rootfs):
         shm_size=host.get("ShmSize") or execdriver.DEFAULT_SHM_SIZE,
         cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []) + ([] if daemon.device_cgroup else ["MKNOD"]),
-        network=namespace_mode(daemon, host.get("NetworkMode"), "net"),
-        ipc=namespace_mode(daemon, host.get("IpcMode"), "ipc"),
-        pid=namespace_mode(daemon, host.get("PidMode"), "pid"),
-        uts=namespace_mode(daemon, host.get("UTSMode"), "uts"),
         container_dir=container.root,
         masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"),
         no_new_privileges=bool({"no-new-privileges", "no-new-privileges:true",
                                 "no-new-privileges=true"} & set(host.get("SecurityOpt") or [])),
         seccomp=not host.get("Privileged") and not {"seccomp=unconfined", "seccomp:unconfined"}
         & set(host.get("SecurityOpt") or []))
+
+
+def start_command(daemon, container, rootfs):
+    """The Command for the container's own start: its namespaces resolved (a container:<id>
+    mode needs that container running now) and missing bind-mount sources created, as
+    `-v /host:/ctr` does in dockerd."""
+    command = container_command(daemon, container, rootfs)
+    host = container.host_config
+    command.network = namespace_mode(daemon, host.get("NetworkMode"), "net")
+    command.ipc = namespace_mode(daemon, host.get("IpcMode"), "ipc")
+    command.pid = namespace_mode(daemon, host.get("PidMode"), "pid")
+    command.uts = namespace_mode(daemon, host.get("UTSMode"), "uts")
+    for mount in command.mounts:
+        if mount.type == "bind" and not os.path.exists(mount.source):
+            os.makedirs(mount.source, 0o755)
+    return command
 
 
 def container_env(config):

@@ -49,8 +49,8 @@ import traceback
 import urllib.parse
 
 from drivers import (cgroups, distribution, errdefs, execdriver, graph as graph_store, graphdriver,
-                     ioutils, linux, logger, monitor as monitor_module, reference, registry, tags,
-                     trust)
+                     ioutils, iptables, linux, links, logger, monitor as monitor_module, netlink,
+                     network as libnetwork, portmapper, reference, registry, resolver, tags, trust)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -454,6 +454,7 @@ class Daemon(object):
         self.registry = None
         self.distribution = None
         self.events = None
+        self.netcontroller = None  # drivers.network.Controller
         self.linkgraph = None
         self.containers = None
         self.execs = {}
@@ -467,6 +468,8 @@ class Daemon(object):
         self.shutting_down = True
         if self.events is not None:
             self.events.close()
+        if self.netcontroller is not None:
+            self.netcontroller.shutdown(bool(self.running_containers()))
         if self.linkgraph is not None:
             self.linkgraph.close()
         if self.driver is not None and not self.running_containers():
@@ -511,7 +514,7 @@ def new_daemon(config, registry_service, fork_server):
         init_trust_store(config)
         daemon.events = init_events()
         init_tag_store(config, daemon, registry_service)
-        init_network_controller(config)
+        daemon.netcontroller = init_network_controller(config, daemon)
         daemon.linkgraph = open_linkgraph(config)
         daemon.sysinfo = check_sysinfo()
         daemon.device_cgroup = init_exec_driver(config, daemon.sysinfo)
@@ -758,22 +761,38 @@ def init_tag_store(config, daemon, registry_service):
 
 
 @boot_step
-def init_network_controller(config):
-    """initNetworkController: check the bridge settings the default network will use.
+def init_network_controller(config, daemon):
+    """initNetworkController: the default bridge (docker0), dockerd's iptables chains and NAT,
+    ip_forward, and the predefined networks; drivers/network.py owns them from here on.
 
-    The default bridge, its iptables chains and ip_forward come with the networking issue;
-    this step already parses and reports them so a bad value fails the boot here.
+    The controller reaches containers and events through the daemon: containers are looked
+    up only when a request or a start needs them, after the boot has made the store.
     """
-    if config.disable_bridge:
-        log.info("Default bridge (docker0) is disabled (-b none)")
-        return
     if config.fixed_cidr and config.bip:
         bip = ipaddress.ip_network(config.bip, strict=False)
         if not ipaddress.ip_network(config.fixed_cidr).subnet_of(bip):
             raise ConfigError("Error initializing network controller: fixed-cidr %s is not in "
                               "the bridge network %s" % (config.fixed_cidr, bip))
-    log.debug("Default bridge %s, bip %s, mtu %d", config.bridge or "docker0",
-              config.bip or "(automatic)", config.mtu)
+    settings = libnetwork.NetworkConfig(
+        bridge="none" if config.disable_bridge else config.bridge, bip=config.bip,
+        fixed_cidr=config.fixed_cidr, mtu=config.mtu, icc=config.icc, ip_masq=config.ip_masq,
+        iptables=config.iptables, ip_forward=config.ip_forward, default_bind_ip=config.ip,
+        userland_proxy=config.userland_proxy, dns=config.dns, dns_search=config.dns_search,
+        dns_opts=config.dns_opts)
+    handle = None
+    try:
+        ipt = iptables.Iptables() if config.iptables else None
+        handle = netlink.Handle()
+        controller = libnetwork.Controller(
+            settings, config.root, handle, ipt,
+            resolver.Resolver(lambda *query: controller.resolve(*query)),
+            portmapper.PortAllocator(), lambda name: daemon.containers.get(name), daemon.events.log)
+        controller.init()
+    except (OSError, errdefs.DockerError, iptables.IptablesError) as err:
+        if handle is not None:
+            handle.close()
+        raise ConfigError("Error initializing network controller: %s" % err) from None
+    return controller
 
 
 @boot_step
@@ -842,6 +861,8 @@ def restore(daemon):
             continue
         if daemon.containers.names.get(container.name) is None:
             daemon.containers.names.set(container.name, container.id)
+        if container.network_settings is None:
+            container.network_settings = migrate_network_settings(daemon, container)
         daemon.containers.add(container)
         loaded.append(container)
     for container in loaded:
@@ -928,6 +949,8 @@ def event_matches(message, filters):
             message["Actor"]["ID"], attributes.get("name"), values),
         "image": lambda values: _matches_image(message, values),
         "label": lambda values: any(_matches_label(attributes, value) for value in values),
+        "network": lambda values: message["Type"] == "network" and _matches_id_or_name(
+            message["Actor"]["ID"], attributes.get("name"), values),
     }
     for key, values in filters.items():
         check = checks.get(key)
@@ -1019,6 +1042,32 @@ class LinkGraph(object):
         with self.lock:
             self.db.execute("DELETE FROM edge WHERE parent_id = '0' AND name = ?", (name.lstrip("/"),))
 
+    def link(self, parent_id, alias, child_id):
+        """A --link: the edge <parent>/<alias> -> child; a taken alias raises Conflict."""
+        with self.lock:
+            try:
+                self.db.execute("BEGIN")
+                self.db.execute("INSERT OR IGNORE INTO entity (id) VALUES (?)", (child_id,))
+                self.db.execute("INSERT INTO edge (entity_id, parent_id, name) VALUES (?, ?, ?)",
+                                (child_id, parent_id, alias))
+                self.db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self.db.execute("ROLLBACK")
+                raise errdefs.Conflict("Conflict, The name %s is already assigned" % alias) from None
+
+    def children(self, parent_id):
+        """Children: the (alias, child entity) pairs a container links to."""
+        with self.lock:
+            return self.db.execute("SELECT name, entity_id FROM edge WHERE parent_id = ? "
+                                   "ORDER BY name", (parent_id,)).fetchall()
+
+    def unlink(self, parent_id, alias):
+        """Delete one link edge; whether there was one."""
+        with self.lock:
+            cursor = self.db.execute("DELETE FROM edge WHERE parent_id = ? AND name = ?",
+                                     (parent_id, alias))
+            return cursor.rowcount > 0
+
     def purge(self, entity_id):
         """Purge: remove an entity and every edge to or from it (a removed container)."""
         with self.lock:
@@ -1089,6 +1138,7 @@ class Container(object):
         self.host_config = {}
         self.image_id = ""
         self.driver = ""
+        self.network_settings = {}  # NetworkSettings, kept by the network controller
         self.running = False
         self.paused = False
         self.restarting = False
@@ -1141,7 +1191,8 @@ class Container(object):
         state = {key: getattr(self, key) for key in self.STATE_KEYS}
         document = {"ID": self.id, "Name": self.name, "Created": self.created, "Path": self.path,
                     "Args": self.args, "Config": self.config, "Image": self.image_id,
-                    "Driver": self.driver, "RestartCount": self.restart_count, "State": state}
+                    "Driver": self.driver, "RestartCount": self.restart_count, "State": state,
+                    "NetworkSettings": self.network_settings}
         ioutils.atomic_write_file(self.config_path, json.dumps(document).encode(), 0o600)
 
     def write_host_config(self):
@@ -1162,6 +1213,7 @@ class Container(object):
         container.config, container.host_config = document["Config"], host_config
         container.image_id, container.driver = document["Image"], document["Driver"]
         container.restart_count = document.get("RestartCount", 0)
+        container.network_settings = document.get("NetworkSettings")  # None: made before networking
         for key, value in document.get("State", {}).items():
             if key in cls.STATE_KEYS:
                 setattr(container, key, value)
@@ -1272,10 +1324,6 @@ RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 FIRST_RESTART_DELAY = 0.1     # restartmanager: 100 ms, doubling while the container keeps dying
 MAX_RESTART_DELAY = 60.0
 RESTART_RESET_AFTER = 10.0    # a container that ran this long starts again from the first delay
-HOSTS_HEADER = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                "ff02::2\tip6-allrouters\n")
-DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")
 
 
 class ContainerStore(object):
@@ -1338,10 +1386,11 @@ def validate_container_name(name):
     return "/" + name.lstrip("/")
 
 
-def create_container(daemon, config, host_config, name):
+def create_container(daemon, config, host_config, name, networking_config):
     """daemon.ContainerCreate: check the request, merge the image, make the rw layer, save.
 
-    Nothing runs yet; the container is a directory, a writable layer on its image and a name.
+    Nothing runs yet; the container is a directory, a writable layer on its image, a name,
+    the networks it will join and its links. Returns it with the warnings for the client.
     """
     if not isinstance(config, dict) or not isinstance(host_config, dict):
         raise InvalidParameter("config cannot be empty in order to create a container")
@@ -1349,11 +1398,16 @@ def create_container(daemon, config, host_config, name):
     validate_host_config(host_config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
+    network_settings, warnings = daemon.netcontroller.settings_for_create(
+        config, host_config, networking_config)
+    children = link_children_for_create(daemon, host_config)
     container = Container(None, generate_container_id())
     container.root = os.path.join(daemon.repository, container.id)
+    container.network_settings = network_settings
     name = validate_container_name(name) if name else unique_random_name(daemon)
     daemon.containers.reserve_name(name, container.id)
     try:
+        register_links(daemon, container.id, name, host_config, children)
         build_container(daemon, container, config, host_config, image, name)
     except BaseException:
         daemon.containers.names.purge(container.id)
@@ -1361,7 +1415,55 @@ def create_container(daemon, config, host_config, name):
         raise
     daemon.containers.add(container)
     daemon.events.log("container", "create", container.id, container.event_attributes())
-    return container
+    return container, warnings
+
+
+def link_children_for_create(daemon, host_config):
+    """registerLinks' checks: every --link names an existing container that has a network of
+    its own to be reached on. Returns (alias, child) pairs."""
+    children = []
+    for text in host_config.get("Links") or []:
+        try:
+            name, alias = links.parse_link(str(text))
+            child = daemon.containers.get(name)
+        except (ValueError, NotFound) as err:
+            raise InvalidParameter("could not get container for %s: %s" % (text, err)) from None
+        if child.host_config.get("NetworkMode") == "host":
+            raise InvalidParameter("conflicting options: host type networking can't be used with "
+                                   "links. This would result in undefined behavior")
+        children.append((alias, child))
+    return children
+
+
+def register_links(daemon, parent_id, parent_name, host_config, children):
+    """The links as linkgraph.db edges, and HostConfig.Links in dockerd's stored form
+    (/child:/parent/alias)."""
+    for alias, child in children:
+        daemon.containers.names.link(parent_id, alias, child.id)
+    if children:
+        host_config["Links"] = ["%s:%s/%s" % (child.name, parent_name, alias) for alias, child in children]
+
+
+def link_children(daemon, container):
+    """The (alias, child container) pairs of a container's links whose child still exists."""
+    children = []
+    for alias, child_id in daemon.containers.names.children(container.id):
+        try:
+            children.append((alias, daemon.containers.get(child_id)))
+        except NotFound:
+            pass
+    return children
+
+
+def remove_link(daemon, parent_name, alias):
+    """`docker rm --link /parent/alias`: drop one link edge and its HostConfig.Links entry."""
+    parent = daemon.containers.get(parent_name)
+    if not daemon.containers.names.unlink(parent.id, alias):
+        raise NotFound("Could not find entity for %s/%s" % (parent.name, alias))
+    with parent.cond:
+        parent.host_config["Links"] = [entry for entry in parent.host_config.get("Links") or []
+                                       if not entry.endswith("%s/%s" % (parent.name, alias))] or None
+        parent.write_host_config()
 
 
 def unique_random_name(daemon):
@@ -1586,12 +1688,10 @@ def failed_start(daemon, container, monitor, err):
     dockerd leaves it: not running, its root unmounted, the reason in State.Error.
     """
     if monitor is not None:
-        try:
-            monitor.signal(signal.SIGKILL)  # the process still waits at the gate
-        except (OSError, monitor_module.MonitorError):
-            pass
+        kill_at_gate(monitor)
     with container.cond:
         container.monitor = None
+        daemon.netcontroller.release(container)
         container.cond.notify_all()
     try:
         daemon.graph.unmount_rw_layer(container.id)
@@ -1605,8 +1705,14 @@ def failed_start(daemon, container, monitor, err):
 
 
 def spawn_container_monitor(daemon, container, rootfs):
-    """The monitor for one run of the container, its process set up and held at the gate."""
-    write_network_files(daemon, container)
+    """The monitor for one run of the container, its process set up and held at the gate.
+
+    The network comes in two halves around the process's birth: addresses, host ports and
+    the /etc files before it (allocate), its interfaces, rules, DNS and userland proxy once
+    its namespace exists (join), so its command never runs without its network. On a
+    failure, failed_start gives the network back.
+    """
+    sandbox = daemon.netcontroller.allocate(container, link_children(daemon, container))
     log_config = container.host_config["LogConfig"]
     state_dir = monitor_state_dir(daemon, container.id)
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -1614,21 +1720,30 @@ def spawn_container_monitor(daemon, container, rootfs):
     if daemon.device_cgroup:
         daemon.device_cgroup.create(container.id, bool(container.host_config.get("Privileged")))
     monitor = daemon.fork_server.spawn_monitor(
-        state_dir, start_command(daemon, container, rootfs), log_driver=log_config["Type"],
+        state_dir, start_command(daemon, container, rootfs, sandbox), log_driver=log_config["Type"],
         log_opts=log_config.get("Config") or {}, log_path=container.log_path, start=False)
-    join_device_cgroup(daemon, container.id, monitor)
+    try:
+        join_device_cgroup(daemon, container.id, monitor)
+        daemon.netcontroller.join(container, monitor.init_pid, monitor.proxy)
+    except BaseException:
+        kill_at_gate(monitor)
+        raise
     return monitor
 
 
 def join_device_cgroup(daemon, container_id, monitor):
     """Move a process waiting at the exec gate into the container's devices cgroup, before
-    it runs any code of the image; if that fails, it is killed and the start fails."""
+    it runs any code of the image."""
     if daemon.device_cgroup:
-        try:
-            daemon.device_cgroup.load(container_id).add(monitor.init_pid)
-        except cgroups.CgroupError:
-            monitor.signal(signal.SIGKILL)
-            raise
+        daemon.device_cgroup.load(container_id).add(monitor.init_pid)
+
+
+def kill_at_gate(monitor):
+    """A start that failed after the process was made: it still waits before execve."""
+    try:
+        monitor.signal(signal.SIGKILL)
+    except (OSError, monitor_module.MonitorError):
+        pass
 
 
 def remove_device_cgroup(daemon, container_id):
@@ -1731,6 +1846,7 @@ def container_exited(daemon, container, monitor):
         container.exits += 1
         restart = should_restart(container) and not daemon.shutting_down
         container.restarting = restart
+        daemon.netcontroller.release(container)
         container.to_disk()
         container.cond.notify_all()
     try:
@@ -1956,13 +2072,14 @@ def container_command(daemon, container, rootfs):
         & set(host.get("SecurityOpt") or []))
 
 
-def start_command(daemon, container, rootfs):
+def start_command(daemon, container, rootfs, sandbox):
     """The Command for the container's own start: its namespaces resolved (a container:<id>
-    mode needs that container running now) and missing bind-mount sources created, as
-    `-v /host:/ctr` does in dockerd."""
+    mode needs that container running now), the --link variables added, and missing
+    bind-mount sources created, as `-v /host:/ctr` does in dockerd."""
     command = container_command(daemon, container, rootfs)
     host = container.host_config
-    command.network = namespace_mode(daemon, host.get("NetworkMode"), "net")
+    command.env = merge_env(sandbox.env, command.env)
+    command.network = sandbox.mode
     command.ipc = namespace_mode(daemon, host.get("IpcMode"), "ipc")
     command.pid = namespace_mode(daemon, host.get("PidMode"), "pid")
     command.uts = namespace_mode(daemon, host.get("UTSMode"), "uts")
@@ -1987,67 +2104,18 @@ def merge_env(base, overrides):
 
 
 def namespace_mode(daemon, mode, kind):
-    """NetworkMode/IpcMode/PidMode/UTSMode -> the exec driver's "" (new), "host" or a path.
-
-    Without the bridge (networking is a later issue, or -b none) a container on the default
-    network gets its own network namespace with only loopback, as Docker 1.8 did with -b none.
-    """
+    """IpcMode/PidMode/UTSMode -> the exec driver's "" (new), "host" or a namespace path.
+    (The network namespace is the network controller's: see Sandbox.mode.)"""
     mode = mode or ""
     if mode == "host":
         return "host"
     if mode.startswith("container:"):
         other = daemon.containers.get(mode.split(":", 1)[1])
         if not other.running:
-            raise errdefs.Conflict("cannot join network of a non running container: %s" % other.id)
+            raise errdefs.Conflict("cannot join %s namespace of a non running container: %s"
+                                   % (kind, other.id))
         return "/proc/%d/ns/%s" % (other.pid, kind)
-    if kind == "net" and mode not in ("", "default", "bridge", "none"):
-        raise NotFound("network %s not found" % mode)
-    return "none" if kind == "net" else ""
-
-
-def write_network_files(daemon, container):
-    """buildHostnameFile, buildHostsFile, setupResolvConf: the three files bound over /etc."""
-    config, host = container.config, container.host_config
-    host_network = host.get("NetworkMode") == "host"
-    hostname = socket.gethostname() if host_network and not config.get("Hostname") else config["Hostname"]
-    hosts = read_text("/etc/hosts") if host_network else HOSTS_HEADER
-    for entry in host.get("ExtraHosts") or []:
-        name, _, address = entry.partition(":")
-        hosts += "%s\t%s\n" % (address, name)
-    files = {"hostname": hostname + "\n", "hosts": hosts,
-             "resolv.conf": resolv_conf(daemon.config, host, host_network)}
-    for name, text in files.items():  # rewritten at every start, so a plain write will do
-        with open(os.path.join(container.root, name), "w") as network_file:
-            network_file.write(text)
-
-
-def resolv_conf(config, host, host_network):
-    """The host's resolv.conf without loopback nameservers (they mean nothing inside a
-    container's network namespace); --dns, --dns-search and --dns-opt replace their parts."""
-    text = read_text("/etc/resolv.conf")
-    if "nameserver 127.0.0.53" in text and os.path.exists("/run/systemd/resolve/resolv.conf"):
-        text = read_text("/run/systemd/resolve/resolv.conf")
-    lines = text.splitlines()
-    servers = [line.split()[1] for line in lines if line.startswith("nameserver") and len(line.split()) > 1]
-    search = [word for line in lines if line.startswith(("search", "domain")) for word in line.split()[1:]]
-    options = [word for line in lines if line.startswith("options") for word in line.split()[1:]]
-    if not host_network:
-        servers = [server for server in servers if not server.startswith("127.") and server != "::1"]
-    servers = host.get("Dns") or config.dns or servers or list(DEFAULT_DNS)
-    search = host.get("DnsSearch") or config.dns_search or search
-    options = host.get("DnsOptions") or config.dns_opts or options
-    out = "".join("nameserver %s\n" % server for server in servers)
-    out += "search %s\n" % " ".join(search) if search else ""
-    out += "options %s\n" % " ".join(options) if options else ""
-    return out
-
-
-def read_text(path):
-    try:
-        with open(path) as source:
-            return source.read()
-    except OSError:
-        return ""
+    return ""
 
 
 class ExecConfig(object):
@@ -2116,6 +2184,30 @@ def finish_exec(daemon, exec_config, monitor):
                                                  exitCode=str(exec_config.exit_code)))
 
 
+def connect_network(daemon, network, name, endpoint_config):
+    """NetworkConnect: the controller makes the endpoint (at once if the container runs)."""
+    container = daemon.containers.get(name)
+    with container.cond:
+        if container.removing or container.removed:
+            raise errdefs.Conflict("container %s is marked for removal" % container.id)
+        daemon.netcontroller.connect(container, network, endpoint_config)
+        container.to_disk()
+
+
+def disconnect_network(daemon, network, name, force):
+    """NetworkDisconnect: the container leaves the network (at once if it runs)."""
+    container = daemon.containers.get(name)
+    with container.cond:
+        daemon.netcontroller.disconnect(container, network, force)
+        container.to_disk()
+
+
+def prune_networks(daemon, filters):
+    """NetworksPrune: user-defined networks that no container, running or not, refers to."""
+    in_use = daemon.netcontroller.networks_in_use(daemon.containers.all())
+    return daemon.netcontroller.prune_networks(filters, in_use)
+
+
 def restore_container(daemon, container):
     """daemon.restore for one container: re-adopt a live monitor, or record the death.
 
@@ -2131,15 +2223,29 @@ def restore_container(daemon, container):
     if monitor is not None:
         container.monitor, container.pid = monitor, monitor.init_pid
         daemon.graph.mount_rw_layer(container.id)
+        daemon.netcontroller.restore(container, link_children(daemon, container))
         watch_container(daemon, container, monitor)
         log.debug("re-adopted running container %s", container.id[:12])
         return
     monitor_module.kill_orphan(state_dir)
     state = monitor_module.read_state(state_dir)
+    daemon.netcontroller.forget(container, link_children(daemon, container))
     container.running, container.pid = False, 0
     container.exit_code = state.get("exit_code") if state.get("exit_code") is not None else 255
     container.finished_at = logger.format_time(time.time_ns())
     container.to_disk()
+
+
+def migrate_network_settings(daemon, container):
+    """A container made before networking existed gets the NetworkSettings its NetworkMode
+    means now; a mode that no longer resolves leaves it on no network (start says why)."""
+    try:
+        settings, _warnings = daemon.netcontroller.settings_for_create(
+            container.config, container.host_config, None)
+    except errdefs.DockerError as err:
+        log.warning("container %s: %s", container.id[:12], err)
+        settings = {"Networks": {}}
+    return settings
 
 
 def restart_after_boot(daemon, container):
@@ -2307,10 +2413,18 @@ ROUTES = [
     Route("GET", r"/containers/(?P<name>[^/]+)/logs", "get_container_logs"),
     Route("POST", r"/containers/(?P<name>[^/]+)/exec", "post_container_exec"),
     Route("DELETE", r"/containers/(?P<name>[^/]+)", "delete_container"),
+    Route("DELETE", r"/containers/(?P<parent>[^/]+)/(?P<alias>[^/]+)", "delete_container_link"),
     Route("POST", r"/exec/(?P<exec_id>[^/]+)/start", "post_exec_start"),
     Route("POST", r"/exec/(?P<exec_id>[^/]+)/resize", "post_exec_resize"),
     Route("GET", r"/exec/(?P<exec_id>[^/]+)/json", "get_exec_json"),
     Route("DELETE", r"/images/(?P<name>.+)", "delete_image"),
+    Route("GET", r"/networks", "get_networks"),
+    Route("POST", r"/networks/create", "post_networks_create"),
+    Route("POST", r"/networks/prune", "post_networks_prune"),
+    Route("GET", r"/networks/(?P<name>[^/]+)", "get_network"),
+    Route("DELETE", r"/networks/(?P<name>[^/]+)", "delete_network"),
+    Route("POST", r"/networks/(?P<name>[^/]+)/connect", "post_network_connect"),
+    Route("POST", r"/networks/(?P<name>[^/]+)/disconnect", "post_network_disconnect"),
 ]
 
 
@@ -2875,9 +2989,10 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             raise InvalidParameter("json: cannot unmarshal array into Go value of type "
                                    "container.Config")
         host_config = body.pop("HostConfig", None) or {}
-        body.pop("NetworkingConfig", None)
-        container = create_container(self.daemon, body, host_config, self.query_value("name"))
-        self.send_json({"Id": container.id, "Warnings": []}, 201)
+        networking_config = body.pop("NetworkingConfig", None)
+        container, warnings = create_container(self.daemon, body, host_config, self.query_value("name"),
+                                               networking_config)
+        self.send_json({"Id": container.id, "Warnings": warnings}, 201)
 
     def post_container_start(self, name):
         container = self.container(name)
@@ -2911,7 +3026,16 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_no_content()
 
     def delete_container(self, name):
+        if self.query_bool("link"):
+            raise errdefs.Conflict("Conflict, cannot remove the default link name of the container")
         remove_container(self.daemon, self.container(name), force=self.query_bool("force"))
+        self.send_no_content()
+
+    def delete_container_link(self, parent, alias):
+        """`docker rm --link /parent/alias` (the CLI drops the leading slash)."""
+        if not self.query_bool("link"):
+            raise NotFound("No such container: %s/%s" % (parent, alias))
+        remove_link(self.daemon, parent, alias)
         self.send_no_content()
 
     def post_container_wait(self, name):
@@ -3108,6 +3232,41 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             "OpenStdout": exec_config.attach_stdout, "CanRemove": False,
             "ContainerID": exec_config.container.id, "DetachKeys": exec_config.detach_keys,
             "Pid": exec_config.pid})
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def get_networks(self):
+        self.send_json(self.daemon.netcontroller.list_networks(self.query_filters()))
+
+    def post_networks_create(self):
+        body = self.read_json()
+        if not isinstance(body, dict):
+            raise InvalidParameter("network create needs a JSON object with the network's Name")
+        self.send_json(self.daemon.netcontroller.create_network(body), 201)
+
+    def get_network(self, name):
+        self.send_json(self.daemon.netcontroller.inspect_network(name))
+
+    def delete_network(self, name):
+        self.daemon.netcontroller.delete_network(name)
+        self.send_no_content()
+
+    def post_networks_prune(self):
+        self.send_json(prune_networks(self.daemon, self.query_filters()))
+
+    def post_network_connect(self, name):
+        body = self.read_json()
+        if not isinstance(body, dict):
+            raise InvalidParameter("network connect needs a JSON object naming the Container")
+        connect_network(self.daemon, name, body.get("Container") or "", body.get("EndpointConfig"))
+        self.send_no_content(200)
+
+    def post_network_disconnect(self, name):
+        body = self.read_json()
+        if not isinstance(body, dict):
+            raise InvalidParameter("network disconnect needs a JSON object naming the Container")
+        disconnect_network(self.daemon, name, body.get("Container") or "", bool(body.get("Force")))
+        self.send_no_content(200)
 
     def progress_stream(self):
         return ProgressStream(self)
@@ -3309,7 +3468,7 @@ def inspect_container(daemon, container, size=False):
                         "Data": daemon.graph.rw_layer_metadata(container.id)},
         "Mounts": container_mounts(container),
         "Config": container.config,
-        "NetworkSettings": network_settings(container),
+        "NetworkSettings": container.network_settings,
     }
     if size:
         result.update(container_sizes(daemon, container))
@@ -3332,20 +3491,18 @@ def container_mounts(container):
              "Propagation": "rprivate" if mount.type == "bind" else ""} for mount in mounts]
 
 
-def network_settings(container):
-    """NetworkSettings: no bridge yet, so a container has loopback only or the host's stack."""
-    mode = container.host_config.get("NetworkMode") or "default"
-    name = mode if mode in ("host", "none") or mode.startswith("container:") else "none"
-    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
-                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
-                "DriverOpts": None}
-    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": {} if name.startswith("container:") else {name: endpoint}}
+def container_ports(container):
+    """The Ports of a `docker ps` row, from NetworkSettings.Ports: each host binding, and each
+    exposed port that has none."""
+    ports = []
+    for key, bindings in sorted((container.network_settings.get("Ports") or {}).items()):
+        number, _, proto = key.partition("/")
+        if not bindings:
+            ports.append({"PrivatePort": int(number), "Type": proto})
+        for binding in bindings or []:
+            ports.append({"IP": binding["HostIp"], "PrivatePort": int(number),
+                          "PublicPort": int(binding["HostPort"]), "Type": proto})
+    return ports
 
 
 def human_duration(seconds):
@@ -3398,11 +3555,12 @@ def container_summary(daemon, container, size):
     command = " ".join([container.path] + container.args)
     summary = {"Id": container.id, "Names": [container.name],
                "Image": container.config.get("Image", ""), "ImageID": container.image_id,
-               "Command": command, "Created": int(unix_seconds(container.created)), "Ports": [],
+               "Command": command, "Created": int(unix_seconds(container.created)),
+               "Ports": container_ports(container),
                "Labels": container.config.get("Labels") or {}, "State": container.status,
                "Status": container_status_text(container),
                "HostConfig": {"NetworkMode": container.host_config.get("NetworkMode", "default")},
-               "NetworkSettings": {"Networks": network_settings(container)["Networks"]},
+               "NetworkSettings": {"Networks": container.network_settings.get("Networks") or {}},
                "Mounts": container_mounts(container)}
     if size:
         summary.update(container_sizes(daemon, container))
@@ -3437,8 +3595,10 @@ def container_matches(daemon, container, filters):
         "exited": lambda v: container.has_been_started and not container.running and
         str(container.exit_code) == v,
         "ancestor": lambda v: container.image_id == _image_id_or_none(daemon, v),
-        "network": lambda v: v in network_settings(container)["Networks"] or
-        v == container.host_config.get("NetworkMode"),
+        "network": lambda v: any(v in (name, settings.get("NetworkID")) for name, settings in
+                                 (container.network_settings.get("Networks") or {}).items()),
+        "publish": lambda v: port_filter_matches(v, container.host_config.get("PortBindings")),
+        "expose": lambda v: port_filter_matches(v, container.config.get("ExposedPorts")),
     }
     for key, values in filters.items():
         if key in ("before", "since"):
@@ -3449,6 +3609,19 @@ def container_matches(daemon, container, filters):
         elif key in checks and values and not any(checks[key](value) for value in values):
             return False
     return True
+
+
+def port_filter_matches(value, ports):
+    """The publish and expose filters: <port>[/<proto>] or <first>-<last>[/<proto>] against
+    the container's "80/tcp" keys."""
+    spec, _, proto = value.partition("/")
+    first, _, last = spec.partition("-")
+    try:
+        wanted = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise InvalidParameter("invalid port specification: %s" % value) from None
+    return any(int(key.partition("/")[0]) in wanted and key.partition("/")[2] == (proto or "tcp")
+               for key in (ports or {}))
 
 
 def _image_id_or_none(daemon, name):
@@ -3622,7 +3795,7 @@ def system_info(daemon, server):
         "Images": daemon.graph.count(),
         "Driver": daemon.driver.name,
         "DriverStatus": daemon.driver.status(),
-        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                     "Log": sorted(logger.LOG_OPTIONS)},
         "MemoryLimit": sysinfo.memory,
         "SwapLimit": sysinfo.swap,

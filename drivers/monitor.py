@@ -41,6 +41,15 @@ On attach.sock a client writes one JSON line, then:
     {"signal": n}                         -> {"ok": true} or {"error": ...}
     {"state": true}                       -> the state
     {"wait": true}                        -> the state, once the process has exited
+    {"proxy": [{"proto": "tcp"|"udp", "ip": container ip, "port": container port}, ...]}
+                                          -> {"ok": true} or {"error": ...}
+        the userland proxy (drivers/proxy.py) for the container's published ports: the
+        line brings one listening socket per entry, in order, as SCM_RIGHTS descriptors
+        riding on its first bytes (at most SCM_MAX_FD = 253 per sendmsg, so a long list
+        spans several). The monitor forwards each listener's traffic to ip:port until the
+        process exits, and closes the listeners before it records the exit. The monitor
+        reads a request line with recvmsg (a plain recv would let the kernel discard
+        descriptors) and closes descriptors that came with any other request.
 """
 import array
 import fcntl
@@ -55,7 +64,7 @@ import termios
 import threading
 import time
 
-from drivers import execdriver, linux, logger
+from drivers import execdriver, linux, logger, proxy
 
 PID_FILE = "monitor.pid"
 STATE_FILE = "state.json"
@@ -77,6 +86,13 @@ DRAIN_TIMEOUT = 2.0
 REQUEST_TIMEOUT = 30.0
 
 _READ_SIZE = 64 * 1024
+
+# The longest request line: a proxy request names every published port (some 50 bytes each,
+# and `-p 1-65535:1-65535` publishes on 0.0.0.0 and :: both).
+_MAX_REQUEST = 8 << 20
+
+# SCM_MAX_FD: the most descriptors one sendmsg may pass.
+_MAX_FDS_PER_MESSAGE = 253
 
 # The directory holding the drivers package, for the fork server's fresh interpreter.
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -217,6 +233,17 @@ class Monitor(object):
         """Signal the process; the monitor is its parent, so the pid cannot be a reused one."""
         self._checked({"signal": int(signum)})
 
+    def proxy(self, mappings):
+        """Have the monitor forward the container's published ports until the process exits.
+
+        mappings: [(listener socket, "tcp"|"udp", container_ip, container_port)], listeners
+        from portmapper.open_listener. The monitor gets its own copies of the descriptors:
+        the caller closes its listeners afterwards, and the ports then close with the
+        container. Raises MonitorError if the monitor refused them.
+        """
+        ports = [{"proto": proto, "ip": ip, "port": port} for _, proto, ip, port in mappings]
+        self._checked({"proxy": ports}, [listener.fileno() for listener, _, _, _ in mappings])
+
     def state(self):
         """The live state, or the state file when the monitor has gone."""
         try:
@@ -241,16 +268,16 @@ class Monitor(object):
     def is_alive(self):
         return _pid_file_matches(self.state_dir)
 
-    def _checked(self, request):
-        reply = self._request(request)
+    def _checked(self, request, fds=()):
+        reply = self._request(request, fds=fds)
         if "error" in reply:
             raise MonitorError(reply["error"])
 
-    def _request(self, request, timeout=REQUEST_TIMEOUT):
+    def _request(self, request, timeout=REQUEST_TIMEOUT, fds=()):
         try:
             with _connect(self.state_dir) as sock:
                 sock.settimeout(timeout)
-                sock.sendall(_encode(request))
+                _send_with_fds(sock, _encode(request), fds)
                 reply = _read_reply(sock)
         except socket.timeout:
             raise
@@ -343,6 +370,16 @@ def _connect(state_dir):
 
 def _encode(message):
     return json.dumps(message).encode() + b"\n"
+
+
+def _send_with_fds(sock, data, fds):
+    """sendall(data), passing fds along: each batch of _MAX_FDS_PER_MESSAGE rides on one
+    byte of data (a stream socket passes descriptors only with bytes)."""
+    view = memoryview(data)
+    for first in range(0, len(fds), _MAX_FDS_PER_MESSAGE):
+        socket.send_fds(sock, [view[:1]], fds[first:first + _MAX_FDS_PER_MESSAGE])
+        view = view[1:]
+    sock.sendall(view)
 
 
 def _read_reply(sock):
@@ -514,7 +551,8 @@ class _Client(object):
     def __init__(self, sock):
         self.sock = sock
         self.header = None
-        self.pending = b""
+        self.pending = bytearray()
+        self.passed = []    # sockets passed with the request line
         self.backlog = bytearray()
         self.streams = ()
         self.stdin = False
@@ -536,6 +574,7 @@ class _Monitor(object):
         self.stdin_closing = False
         self.clients = []
         self.waiters = []
+        self.proxies = []
         self.exit_status = None
         self.drain_deadline = None
         self.selector = selectors.DefaultSelector()
@@ -635,7 +674,10 @@ class _Monitor(object):
         return not self.copiers or time.monotonic() >= self.drain_deadline
 
     def _finish(self):
-        """Record the exit, answer the waiters, flush and close the clients, and go."""
+        """Close the published ports, record the exit, answer the waiters, flush and close
+        the clients, and go."""
+        for userland_proxy in self.proxies:
+            userland_proxy.stop()
         for fd in list(self.copiers):
             self._close_output(fd)
         self.log.close()
@@ -768,7 +810,10 @@ class _Monitor(object):
 
     def _receive(self, client):
         try:
-            data = client.sock.recv(_READ_SIZE)
+            if client.header is None:
+                data = _receive_request(client)
+            else:
+                data = client.sock.recv(_READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -781,24 +826,26 @@ class _Monitor(object):
                 self._end_of_client_stdin()
             return
         if client.header is None:
-            client.pending += data
-            line, newline, rest = client.pending.partition(b"\n")
+            line, newline, data = data.partition(b"\n")
+            client.pending += line
             if not newline:
-                if len(client.pending) > _READ_SIZE:  # no request is this long
+                if len(client.pending) > _MAX_REQUEST:  # no request is this long
                     self._drop(client)
                 return
-            client.pending = b""
-            self._dispatch(client, line)
-            data = rest
+            request, client.pending = client.pending, bytearray()
+            self._dispatch(client, request)
         if data and client.stdin:
             self._feed_stdin(data)
 
     def _dispatch(self, client, line):
         try:
-            client.header = json.loads(line)
+            header = json.loads(line)
         except ValueError:
-            client.header = {}
-        header = client.header
+            header = None
+        client.header = header = header if isinstance(header, dict) else {}
+        passed, client.passed = client.passed, []
+        if "proxy" not in header:
+            _close_all(passed)  # only a proxy request brings descriptors
         if "attach" in header:
             options = header["attach"]
             client.streams = tuple(s for s in ("stdout", "stderr") if options.get(s))
@@ -812,13 +859,15 @@ class _Monitor(object):
             self.waiters.append(client)
             return
         try:
-            reply = self._answer(header)
+            reply = self._answer(header, passed)
         except (KeyError, TypeError, ValueError, OSError) as err:
             reply = {"error": "bad request %s: %s" % (line[:100].decode(errors="replace"), err)}
         client.backlog += _encode(reply)
         client.close_when_flushed = True
 
-    def _answer(self, header):
+    def _answer(self, header, passed):
+        if "proxy" in header:
+            return self._start_proxy(header["proxy"], passed)
         if "start" in header:
             return self.release() or {"ok": True}
         if "resize" in header:
@@ -828,6 +877,22 @@ class _Monitor(object):
         if "state" in header:
             return self.state
         raise ValueError("unknown request")
+
+    def _start_proxy(self, ports, listeners):
+        """Forward each published port's listener (passed with the request) to the container."""
+        try:
+            if len(ports) != len(listeners):
+                raise ValueError("%d ports but %d listeners came (is the monitor out of file "
+                                 "descriptors?)" % (len(ports), len(listeners)))
+            userland_proxy = proxy.UserlandProxy(
+                [(listener, port["proto"], port["ip"], int(port["port"]))
+                 for listener, port in zip(listeners, ports)])
+        except BaseException:
+            _close_all(listeners)
+            raise
+        userland_proxy.start()
+        self.proxies.append(userland_proxy)
+        return {"ok": True}
 
     def _send_backlog(self, client):
         try:
@@ -863,9 +928,27 @@ class _Monitor(object):
             if client.sock in self.selector.get_map():
                 self.selector.unregister(client.sock)
             client.sock.close()
+        _close_all(client.passed)
         for group in (self.clients, self.waiters):
             if client in group:
                 group.remove(client)
+
+
+def _receive_request(client):
+    """Bytes of a request line, keeping the listening sockets that may ride on them."""
+    data, ancillary, _, _ = client.sock.recvmsg(
+        _READ_SIZE, socket.CMSG_SPACE(4 * _MAX_FDS_PER_MESSAGE), socket.MSG_CMSG_CLOEXEC)
+    for fd in execdriver.passed_fds(ancillary):
+        try:
+            client.passed.append(socket.socket(fileno=fd))
+        except OSError:  # not a socket
+            os.close(fd)
+    return data
+
+
+def _close_all(sockets):
+    for sock in sockets:
+        sock.close()
 
 
 def _flush_and_close(client):

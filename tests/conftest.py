@@ -84,9 +84,15 @@ class DaemonProcess(object):
     """A pydockerd started from this checkout; `host` is its DOCKER_HOST.
 
     `env` adds to (or, with None values, removes from) the environment the daemon inherits.
+
+    A test daemon never touches the host's networking. With netns=True it runs in a network
+    namespace of its own (`ip netns add`, lo up), where it may use the real defaults (docker0,
+    iptables chains, published ports); clients reach containers from there through in_netns().
+    Without it the daemon gets `-b none --iptables=false` unless the test says otherwise, so
+    it makes no bridge and no rule in the namespace the tests run in.
     """
 
-    def __init__(self, directory, flags=(), env=None):
+    def __init__(self, directory, flags=(), env=None, netns=False):
         self.dir = directory
         self.socket = os.path.join(directory, "d.sock")
         self.pidfile = os.path.join(directory, "d.pid")
@@ -96,6 +102,12 @@ class DaemonProcess(object):
         self.config_file = os.path.join(directory, "daemon.json")
         self.log_path = os.path.join(directory, "daemon.log")
         self.flags = list(flags)
+        self.netns = "pyd-" + os.path.basename(directory) if netns else None
+        if not netns:
+            given = {flag.split("=")[0] for flag in self.flags}
+            isolation = [] if given & {"-b", "--bridge"} else ["-b", "none"]
+            isolation += [] if "--iptables" in given else ["--iptables=false"]
+            self.flags = isolation + self.flags
         self.env = dict(env or {})
         self.proc = None
         if not os.path.exists(self.config_file):
@@ -111,13 +123,27 @@ class DaemonProcess(object):
         """A devices cgroup parent of this daemon's own, removed at cleanup."""
         return "pydockerd-test-" + os.path.basename(self.dir)
 
+    @property
+    def netns_path(self):
+        return "/var/run/netns/" + self.netns
+
+    def in_netns(self, *command):
+        """A command prefix that runs in the daemon's network namespace (or as it is)."""
+        return (["nsenter", "--net=" + self.netns_path] if self.netns else []) + list(command)
+
+    def make_netns(self):
+        if self.netns and not os.path.exists(self.netns_path):
+            subprocess.run(["ip", "netns", "add", self.netns], check=True)
+            subprocess.run(["ip", "-n", self.netns, "link", "set", "lo", "up"], check=True)
+
     def command(self):
-        return [sys.executable, os.path.join(REPO, "pydockerd.py"), "-H", self.host,
+        return self.in_netns() + [sys.executable, os.path.join(REPO, "pydockerd.py"), "-H", self.host,
                 "--data-root", self.root, "--exec-root", self.exec_root, "-p", self.pidfile,
                 "--identity", self.key, "--config-file", self.config_file,
                 "--cgroup-parent", self.cgroup_parent] + self.flags
 
     def start(self, wait=True):
+        self.make_netns()
         log = open(self.log_path, "ab")
         env = {name: value for name, value in dict(os.environ, **self.env).items() if value is not None}
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -179,6 +205,8 @@ class DaemonProcess(object):
         unmount_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
         remove_cgroup_parent(self.cgroup_parent)
+        if self.netns and os.path.exists(self.netns_path):
+            subprocess.run(["ip", "netns", "del", self.netns], stderr=subprocess.DEVNULL)
 
 
 def kill_leftover_processes(exec_root):
@@ -253,8 +281,8 @@ def make_daemon():
     """Factory: make_daemon(*flags) starts a daemon; every one is stopped at teardown."""
     daemons = []
 
-    def make(*flags, start=True, directory=None, env=None):
-        daemon = DaemonProcess(directory or new_daemon_dir(), flags, env=env)
+    def make(*flags, start=True, directory=None, env=None, netns=False):
+        daemon = DaemonProcess(directory or new_daemon_dir(), flags, env=env, netns=netns)
         daemons.append(daemon)
         return daemon.start() if start else daemon
 

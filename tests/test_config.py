@@ -187,5 +187,5 @@ def test_unknown_exec_opt_is_refused(tmp_path):
 def test_fixed_cidr_must_be_inside_bip(tmp_path):
     config = parse(tmp_path, "--bip", "10.1.0.1/24", "--fixed-cidr", "10.2.0.0/24")
     with pytest.raises(ConfigError) as err:
-        pydockerd.init_network_controller(config)
+        pydockerd.init_network_controller(config, None)
     assert "Error initializing network controller" in str(err.value)

@@ -840,7 +840,7 @@ def test_daemon_restart_starts_always_but_not_stopped_unless_stopped(own_daemon)
 
 def test_exec_works_after_the_container_whose_network_it_joined_stopped(daemon):
     run_detached(daemon, "--name", "netowner", "busybox", "sh", "-c", LOOP)
-    run_detached(daemon, "--name", "netguest", "--network", "container:netowner",
-                 "busybox", "sh", "-c", LOOP)
+    daemon.docker("run", "-d", "--name", "netguest", "--network", "container:netowner",
+                  "busybox", "sh", "-c", LOOP)
     daemon.docker("stop", "-t", "1", "netowner")
     assert out(daemon.docker("exec", "netguest", "echo", "still in")) == "still in"

@@ -122,6 +122,15 @@ def move_into_sandbox(handle, peer, netns_path, ifname, mac, address, prefix_len
             inside.add_route(gateway=gateway, name=ifname)
 
 
+def add_ipv6(netns_path, ifname, address, prefix_length, gateway):
+    """An --ipv6 network's address (and default route) on the container's interface. (A new
+    network namespace starts with IPv6 enabled on its links.)"""
+    with netlink.Handle(netns_path) as inside:
+        inside.add_address(ifname, "%s/%d" % (address, prefix_length), nodad=True)
+        if gateway:
+            inside.add_route(gateway=gateway, name=ifname)
+
+
 def remove_from_sandbox(netns_path, ifname):
     """Disconnect of a running container: its interface goes (and with it the host end)."""
     with netlink.Handle(netns_path) as inside:

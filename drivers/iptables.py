@@ -26,8 +26,8 @@ With the userland proxy off (`hairpin`), dockerd drops `! -d 127.0.0.0/8` from t
 and the `! -i <bridge>` from each DNAT: connections from the host's loopback and from the
 bridge itself are then DNATed too, since no proxy is there to carry them.
 
-The rules (network_rules, port_rules, link_rules) are lists of Rule(table, chain, args,
-action) for apply(). Their arguments are written in iptables-save's own order (source,
+The rules (network_rules, dnat_rules, container_port_rules, link_rules) are lists of
+Rule(table, chain, args, action) for apply(). Their arguments are written in iptables-save's own order (source,
 destination, interfaces, protocol and its match, target), so that a rule reads exactly as
 `iptables-save` prints it and as wire.md (section 24) records it; iptables itself does
 not care about the order. The action keeps dockerd's placement: "-I" puts a rule on top of its
@@ -437,19 +437,6 @@ def container_port_rules(bridge, container_ip, proto, container_port):
         rules.append(Rule(MANGLE, "POSTROUTING", _port_match(proto, "--sport", port)
                           + ("-j", "CHECKSUM", "--checksum-fill"), APPEND))
     return rules
-
-
-def port_rules(bridge, container_ip, proto, container_port, host_ip, host_port, hairpin=False):
-    """Every rule of one published binding, for a container port with a single binding.
-
-    A caller with several bindings of one container port applies dnat_rules for each and
-    container_port_rules once (dockerd's iptables show one ACCEPT per container port), and
-    disables the latter with the port's last binding. An IPv6 host_ip gives [].
-    """
-    dnat = dnat_rules(bridge, container_ip, proto, container_port, host_ip, host_port, hairpin)
-    if not dnat:
-        return []
-    return dnat + container_port_rules(bridge, container_ip, proto, container_port)
 
 
 # -- legacy links ----------------------------------------------------------------------------

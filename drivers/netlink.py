@@ -53,6 +53,7 @@ NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLMSGHDR = struct.Struct("=IHHII")
 IFINFOMSG = struct.Struct("=BxHiII")
 IFADDRMSG = struct.Struct("=BBBBI")
+IFA_F_NODAD = 0x02
 RTMSG = struct.Struct("=BBBBBBBBI")
 RTATTR = struct.Struct("=HH")
 NLA_F_NESTED = 0x8000
@@ -378,11 +379,11 @@ class Handle(object):
 
     # -- addresses --------------------------------------------------------------------------
 
-    def _address(self, kind, name, cidr, what, flags=0):
+    def _address(self, kind, name, cidr, what, flags=0, address_flags=0):
         """RTM_NEWADDR/RTM_DELADDR of `cidr` ("172.17.0.1/16", "fd00::1/64") on a link."""
         interface = ipaddress.ip_interface(cidr)  # ValueError on bad input, nothing sent
         network = interface.network
-        body = IFADDRMSG.pack(_family(interface.version), network.prefixlen, 0,
+        body = IFADDRMSG.pack(_family(interface.version), network.prefixlen, address_flags,
                               RT_SCOPE_UNIVERSE, self._index(name))
         body += _attr(IFA_LOCAL, interface.ip.packed) + _attr(IFA_ADDRESS, interface.ip.packed)
         # `ip addr add ... brd +`: IPv4 subnets with room for one get a broadcast address.
@@ -390,9 +391,11 @@ class Handle(object):
             body += _attr(IFA_BROADCAST, network.broadcast_address.packed)
         self._request(kind, body, what, flags)
 
-    def add_address(self, name, cidr):
+    def add_address(self, name, cidr, nodad=False):
+        """nodad: an IPv6 address usable at once, without duplicate address detection's
+        second or two of "tentative" (libnetwork adds container addresses this way)."""
         self._address(RTM_NEWADDR, name, cidr, "add address %s to %s" % (cidr, name),
-                      NLM_F_CREATE | NLM_F_EXCL)
+                      NLM_F_CREATE | NLM_F_EXCL, IFA_F_NODAD if nodad else 0)
 
     def del_address(self, name, cidr):
         self._address(RTM_DELADDR, name, cidr, "delete address %s from %s" % (cidr, name))

@@ -82,6 +82,7 @@ class Network(object):
         self.bridge = document.get("bridge", "")
         self.created_bridge = bool(document.get("created_bridge"))
         self.pool = None      # ipam.AddressPool for bridge networks, set up by the controller
+        self.pool6 = None     # the IPv6 one, for --ipv6 networks
         self.endpoints = {}   # container id -> Endpoint, for running containers
 
     name = property(lambda self: self.document["Name"])
@@ -131,6 +132,7 @@ class Endpoint(object):
         self.container_name = container.name.lstrip("/")
         self.id = endpoint_id
         self.address = address        # "" on the host and none networks
+        self.address6 = ""            # on --ipv6 networks
         self.mac = mac
         self.aliases = list(aliases)
         self.host_veth, self.peer = bridge.veth_names(endpoint_id)
@@ -140,7 +142,8 @@ class Endpoint(object):
         prefix = self.network.pool.prefix_length if self.network.pool else 0
         return {"Name": self.container_name, "EndpointID": self.id, "MacAddress": self.mac,
                 "IPv4Address": "%s/%d" % (self.address, prefix) if self.address else "",
-                "IPv6Address": ""}
+                "IPv6Address": "%s/%d" % (self.address6, self.network.pool6.prefix_length)
+                if self.address6 else ""}
 
     def answers_to(self, name):
         return name == self.container_name.lower() or name in (a.lower() for a in self.aliases)
@@ -219,7 +222,8 @@ class Controller(object):
             try:
                 with open(os.path.join(self.directory, entry)) as document:
                     network = Network(json.load(document))
-                network.name, network.id  # a document without them is torn
+                if not (network.name and network.id and network.driver):
+                    raise ValueError("no Name, Id or Driver")
             except (OSError, ValueError, KeyError, TypeError) as err:
                 log.error("Failed to load network %s: %s", entry, err)
                 continue
@@ -301,11 +305,16 @@ class Controller(object):
     def _setup_network(self, network):
         """createNetwork for the bridge driver: the pool, the Linux bridge, the iptables rules.
         On a failure nothing of it stays."""
-        network.pool = self._pool_of(network)
+        network.pool, network.pool6 = self._pool_of(network), self._pool_of(network, version=6)
         mtu = int(network.options.get(MTU_OPTION) or self.config.mtu)
         created = bridge.setup_bridge(self.handle, network.bridge, network.pool.gateway,
                                       network.pool.prefix_length, mtu)
         try:
+            if network.pool6 is not None:
+                bridge.set_sysctl("net/ipv6/conf/%s/disable_ipv6" % network.bridge, "0")
+                gateway6 = "%s/%d" % (network.pool6.gateway, network.pool6.prefix_length)
+                if gateway6 not in self.handle.addresses(network.bridge, socket.AF_INET6):
+                    self.handle.add_address(network.bridge, gateway6, nodad=True)
             if created and not network.created_bridge:
                 network.created_bridge = network.document["created_bridge"] = True
                 network.save(self.directory)
@@ -327,10 +336,13 @@ class Controller(object):
                                       internal=network.internal,
                                       hairpin=not self.config.userland_proxy)
 
-    def _pool_of(self, network):
-        config = network.document["IPAM"]["Config"][0]
-        return ipam.AddressPool(config["Subnet"], config.get("Gateway"), config.get("IPRange"),
-                                reserved=(config.get("AuxiliaryAddresses") or {}).values())
+    def _pool_of(self, network, version=4):
+        """The network's address pool of one IP version (None: it has no such subnet)."""
+        for config in network.document["IPAM"]["Config"]:
+            if ipaddress.ip_network(config["Subnet"]).version == version:
+                return ipam.AddressPool(config["Subnet"], config.get("Gateway"), config.get("IPRange"),
+                                        reserved=(config.get("AuxiliaryAddresses") or {}).values())
+        return None
 
     def shutdown(self, containers_running):
         """Daemon shutdown: with no container left running, take down the rules, the bridges
@@ -387,13 +399,15 @@ class Controller(object):
                                           self._ipam_document(request),
                                           labels=dict(request.get("Labels") or {}))
             network_id = document["Id"]
-            document.update(Internal=bool(request.get("Internal")),
+            document.update(Internal=bool(request.get("Internal")), EnableIPv6=bool(request.get("EnableIPv6")),
                             Attachable=bool(request.get("Attachable")),
-                            user_subnet=bool(document["IPAM"]["Config"]),
+                            user_subnet=any(ipaddress.ip_network(c["Subnet"]).version == 4
+                                            for c in document["IPAM"]["Config"]),
                             bridge=document["Options"].get(BRIDGE_NAME_OPTION) or "br-" + network_id[:12])
             self._check_bridge_name(document["bridge"])
-            if not document["IPAM"]["Config"]:
-                document["IPAM"]["Config"] = [self._automatic_subnet()]
+            subnets = [ipaddress.ip_network(c["Subnet"]) for c in document["IPAM"]["Config"]]
+            if not any(subnet.version == 4 for subnet in subnets):
+                document["IPAM"]["Config"].insert(0, self._automatic_subnet())
             network = Network(document)
             self._check_overlap(network)
             self._setup_network(network)
@@ -424,28 +438,34 @@ class Controller(object):
         if request.get("Ingress") or request.get("ConfigOnly") or (request.get("ConfigFrom") or {}).get("Network"):
             raise errdefs.InvalidParameter("ingress and config-only networks need swarm mode, "
                                            "which pydockerd does not have")
-        if request.get("EnableIPv6"):
-            raise errdefs.InvalidParameter("pydockerd does not support IPv6 networks yet")
+        if request.get("EnableIPv6") and not os.path.exists("/proc/sys/net/ipv6"):
+            raise errdefs.InvalidParameter("IPv6 is not available on this host's kernel")
         for key in (request.get("Options") or {}):
             if key.startswith("com.docker.network.") and key not in BRIDGE_OPTIONS:
                 raise errdefs.InvalidParameter("unknown bridge network option %s" % key)
 
     def _ipam_document(self, request):
-        """The IPAM section, checked: one IPv4 subnet, its gateway and range inside it."""
+        """The IPAM section, checked: at most one IPv4 subnet and, with --ipv6, one IPv6
+        subnet (there is no default IPv6 pool), each gateway and range inside its subnet."""
         ipam_request = request.get("IPAM") or {}
         configs = [dict(c) for c in ipam_request.get("Config") or [] if c]
-        if len(configs) > 1:
-            raise errdefs.InvalidParameter("pydockerd supports one subnet per network")
+        versions = []
         for config in configs:
             try:
                 subnet = ipaddress.ip_network(config.get("Subnet") or "")
             except ValueError:
                 raise errdefs.InvalidParameter("invalid subnet %s" % config.get("Subnet")) from None
-            if subnet.version != 4:
-                raise errdefs.InvalidParameter("pydockerd does not support IPv6 networks yet")
+            versions.append(subnet.version)
             # AddressPool refuses a gateway or range outside the subnet with dockerd's text
             ipam.AddressPool(subnet, config.get("Gateway"), config.get("IPRange"),
                              reserved=(config.get("AuxiliaryAddresses") or {}).values())
+        if versions.count(4) > 1 or versions.count(6) > 1:
+            raise errdefs.InvalidParameter("pydockerd supports one IPv4 and one IPv6 subnet per network")
+        if 6 in versions and not request.get("EnableIPv6"):
+            raise errdefs.InvalidParameter("an IPv6 subnet needs --ipv6 (EnableIPv6)")
+        if request.get("EnableIPv6") and 6 not in versions:
+            raise errdefs.InvalidParameter("an IPv6 network needs its IPv6 --subnet: this daemon has "
+                                           "no default IPv6 address pool")
         return {"Driver": "default", "Options": dict(ipam_request.get("Options") or {}),
                 "Config": configs}
 
@@ -456,10 +476,12 @@ class Controller(object):
         return {"Subnet": str(subnet), "Gateway": str(ipam.first_host(subnet))}
 
     def _check_overlap(self, network):
-        subnet = ipaddress.ip_network(network.document["IPAM"]["Config"][0]["Subnet"])
-        for other in self._bridge_networks():
-            if other.pool and other.pool.subnet.overlaps(subnet):
-                raise errdefs.Forbidden("Pool overlaps with other one on this address space")
+        for config in network.document["IPAM"]["Config"]:
+            subnet = ipaddress.ip_network(config["Subnet"])
+            for other in self._bridge_networks():
+                if any(pool and pool.subnet.version == subnet.version and pool.subnet.overlaps(subnet)
+                       for pool in (other.pool, other.pool6)):
+                    raise errdefs.Forbidden("Pool overlaps with other one on this address space")
 
     def _check_bridge_name(self, name):
         for other in self._bridge_networks():
@@ -569,7 +591,16 @@ class Controller(object):
 
     def _check_endpoint_config(self, network, endpoint_config):
         """--ip, --network-alias and --mac-address, as libnetwork allows them."""
-        address = ((endpoint_config.get("IPAMConfig") or {}).get("IPv4Address") or "")
+        wanted = endpoint_config.get("IPAMConfig") or {}
+        address = wanted.get("IPv4Address") or ""
+        if wanted.get("IPv6Address"):
+            pool6 = self._pool_of(network, version=6)
+            try:
+                if pool6 is None or ipaddress.ip_address(wanted["IPv6Address"]) not in pool6.subnet:
+                    raise ValueError
+            except ValueError:
+                raise errdefs.InvalidParameter("Invalid address %s: It does not belong to any of "
+                                               "this network's subnets" % wanted["IPv6Address"]) from None
         if address:
             if network.predefined:
                 raise errdefs.InvalidParameter("user specified IP address is supported on user "
@@ -631,20 +662,32 @@ class Controller(object):
         if box.mode != "":
             return
         for name, settings in self._requested_networks(container):
-            network = self._network_of(name, settings)
-            address = ""
-            if network.driver == "bridge":
-                wanted = (settings.get("IPAMConfig") or {}).get("IPv4Address")
-                address = network.pool.allocate(wanted)
-            mac = ""
-            if address:  # --mac-address (Config.MacAddress) is for the container's first network
-                mac = (not box.endpoints and container.config.get("MacAddress")) or ipam.mac_for_ip(address)
-            aliases = list(settings.get("Aliases") or [])
-            if network.driver == "bridge" and not network.predefined and container.id[:12] not in aliases:
-                aliases.append(container.id[:12])  # dockerd makes the short ID resolvable too
-            endpoint = Endpoint(network, container, random_id(), address, mac, aliases)
-            box.endpoints.append(endpoint)
-            network.endpoints[container.id] = endpoint
+            self._new_endpoint(container, box, self._network_of(name, settings), settings)
+
+    def _new_endpoint(self, container, box, network, settings):
+        """An endpoint with its addresses from IPAM (--ip/--ip6 if asked) and its MAC: the
+        --mac-address (Config.MacAddress) on the first network, else derived from the address."""
+        address = address6 = ""
+        wanted = settings.get("IPAMConfig") or {}
+        if network.driver == "bridge":
+            address = network.pool.allocate(wanted.get("IPv4Address"))
+        if network.pool6 is not None:
+            try:
+                address6 = network.pool6.allocate(wanted.get("IPv6Address"))
+            except BaseException:
+                network.pool.release(address)
+                raise
+        mac = ""
+        if address:
+            mac = (not box.endpoints and container.config.get("MacAddress")) or ipam.mac_for_ip(address)
+        aliases = list(settings.get("Aliases") or [])
+        if network.driver == "bridge" and not network.predefined and container.id[:12] not in aliases:
+            aliases.append(container.id[:12])  # dockerd makes the short ID resolvable too
+        endpoint = Endpoint(network, container, random_id(), address, mac, aliases)
+        endpoint.address6 = address6
+        box.endpoints.append(endpoint)
+        network.endpoints[container.id] = endpoint
+        return endpoint
 
     def _requested_networks(self, container):
         return list(((container.network_settings or {}).get("Networks") or {}).items())
@@ -790,14 +833,23 @@ class Controller(object):
             container.network_settings = self._running_settings(container, box)
 
     def _plumb(self, endpoint, netns, ifname, default_route):
+        """The endpoint's veth pair, its container end configured as ifname. A failure reads
+        like dockerd's ("failed to create endpoint x on network bridge: ...")."""
         network = endpoint.network
         mtu = int(network.options.get(MTU_OPTION) or self.config.mtu)
-        bridge.create_veth(self.handle, network.bridge, mtu, endpoint.host_veth, endpoint.peer)
-        if not self.config.userland_proxy:
-            self.handle.set_bridge_port_hairpin(endpoint.host_veth, True)
         gateway = str(network.pool.gateway) if default_route and not network.internal else None
-        bridge.move_into_sandbox(self.handle, endpoint.peer, netns, ifname, endpoint.mac,
-                                 endpoint.address, network.pool.prefix_length, gateway, mtu)
+        try:
+            bridge.create_veth(self.handle, network.bridge, mtu, endpoint.host_veth, endpoint.peer)
+            if not self.config.userland_proxy:
+                self.handle.set_bridge_port_hairpin(endpoint.host_veth, True)
+            bridge.move_into_sandbox(self.handle, endpoint.peer, netns, ifname, endpoint.mac,
+                                     endpoint.address, network.pool.prefix_length, gateway, mtu)
+            if endpoint.address6:
+                gateway6 = str(network.pool6.gateway) if default_route and not network.internal else None
+                bridge.add_ipv6(netns, ifname, endpoint.address6, network.pool6.prefix_length, gateway6)
+        except OSError as err:
+            raise errdefs.System("failed to create endpoint %s on network %s: %s"
+                                 % (endpoint.container_name, network.name, err)) from None
 
     def _start_dns(self, container, box):
         """User networks resolve names through 127.0.0.11 inside the container."""
@@ -838,6 +890,8 @@ class Controller(object):
             except OSError as err:
                 log.error("Error deleting %s: %s", endpoint.host_veth, err)
             endpoint.network.pool.release(endpoint.address)
+        if endpoint.address6:
+            endpoint.network.pool6.release(endpoint.address6)
         endpoint.network.endpoints.pop(endpoint.container_id, None)
 
     def restore(self, container, children, alive=True):
@@ -854,13 +908,16 @@ class Controller(object):
                 return
             box.netns = netlink.netns_of_pid(container.pid)
             for name, settings in self._requested_networks(container):
-                if not settings.get("EndpointID"):
+                network = self.networks.get(settings.get("NetworkID") or "")
+                if not settings.get("EndpointID") or network is None:
                     continue
-                network = self._network_of(name, settings)
                 if settings.get("IPAddress"):
                     network.pool.reserve(settings["IPAddress"])
                 endpoint = Endpoint(network, container, settings["EndpointID"], settings.get("IPAddress", ""),
                                     settings.get("MacAddress", ""), settings.get("Aliases") or [])
+                if settings.get("GlobalIPv6Address") and network.pool6 is not None:
+                    endpoint.address6 = settings["GlobalIPv6Address"]
+                    network.pool6.reserve(endpoint.address6)
                 box.endpoints.append(endpoint)
                 network.endpoints[container.id] = endpoint
             for key, items in (container.network_settings.get("Ports") or {}).items():
@@ -900,6 +957,10 @@ class Controller(object):
                 pool = endpoint.network.pool
                 entry.update(IPAddress=endpoint.address, IPPrefixLen=pool.prefix_length,
                              Gateway=str(pool.gateway), Aliases=endpoint.aliases or None)
+            if endpoint.address6:
+                pool6 = endpoint.network.pool6
+                entry.update(GlobalIPv6Address=endpoint.address6, IPv6Gateway=str(pool6.gateway),
+                             GlobalIPv6PrefixLen=pool6.prefix_length)
         ports = {key: None for key in sandbox.exposed_port_keys(container.config, container.host_config)}
         for host_ip, proto, host_port, container_port in box.bindings:
             key = "%d/%s" % (container_port, proto)
@@ -949,12 +1010,7 @@ class Controller(object):
                        {"container": container.id, "name": network.name, "type": network.driver})
 
     def _connect_running(self, container, box, network, entry):
-        wanted = (entry.get("IPAMConfig") or {}).get("IPv4Address")
-        address = network.pool.allocate(wanted)
-        aliases = list(entry.get("Aliases") or []) + [container.id[:12]]
-        endpoint = Endpoint(network, container, random_id(), address, ipam.mac_for_ip(address), aliases)
-        network.endpoints[container.id] = endpoint
-        box.endpoints.append(endpoint)
+        endpoint = self._new_endpoint(container, box, network, entry)
         try:
             self._plumb(endpoint, box.netns, self._free_ifname(box.netns),
                         default_route=box.primary() is endpoint)
@@ -1023,15 +1079,17 @@ class Controller(object):
             if qtype == "PTR":
                 return _reverse_lookup(networks, name)
             target = box.link_aliases.get(name, name)
-            addresses = []
+            found = []
             for network in networks:
                 suffix = "." + network.name.lower()
                 short = target[:-len(suffix)] if target.endswith(suffix) else target
-                addresses += [e.address for e in network.endpoints.values() if e.answers_to(short)]
-        if not addresses:
+                found += [e for e in network.endpoints.values() if e.answers_to(short)]
+        if not found:
             return None
-        if qtype != "A":
-            return []  # the name is ours, but user networks here hold IPv4 addresses only
+        addresses = [e.address6 if qtype == "AAAA" else e.address for e in found]
+        addresses = [address for address in addresses if address]
+        if not addresses:
+            return []  # the name is ours, without an address of this family
         shift = next(self.round_robin) % len(addresses)
         return addresses[shift:] + addresses[:shift]
 

@@ -69,7 +69,16 @@ def parse_resolv_conf(text):
 def upstream_servers(host_config, daemon_dns):
     """The servers a container's queries finally go to: --dns, the daemon's --dns, the host's."""
     servers, _, _ = parse_resolv_conf(host_resolv_conf())
-    return list(host_config.get("Dns") or daemon_dns or servers or DEFAULT_DNS)
+    servers = host_config.get("Dns") or daemon_dns or [s for s in servers if _is_ip(s)]
+    return list(servers or DEFAULT_DNS)
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def resolv_conf(host_config, daemon_dns, daemon_search, daemon_opts, mode):

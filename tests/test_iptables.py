@@ -170,8 +170,14 @@ def test_published_ports_are_dockerds_iptables_diff():
     assert {rule.action for rule in wire_port_rules()} == {"-A"}
 
 
+def port_rules(bridge, container_ip, proto, container_port, host_ip, host_port):
+    """Every rule of a container port with a single binding, as the controller makes them."""
+    dnat = iptables.dnat_rules(bridge, container_ip, proto, container_port, host_ip, host_port)
+    return dnat + iptables.container_port_rules(bridge, container_ip, proto, container_port)
+
+
 def test_single_binding_port_rules_are_dnat_accept_and_masquerade():
-    rules = iptables.port_rules(WIRE_BRIDGE, WIRE_CONTAINER, "tcp", 443, "127.0.0.1", 8443)
+    rules = port_rules(WIRE_BRIDGE, WIRE_CONTAINER, "tcp", 443, "127.0.0.1", 8443)
     assert [(rule.table, rule.chain, rule.args[rule.args.index("-j") + 1])
             for rule in rules] == [(NAT, "DOCKER", "DNAT"), (FILTER, "DOCKER", "ACCEPT"),
                                    (NAT, "POSTROUTING", "MASQUERADE")]
@@ -179,7 +185,7 @@ def test_single_binding_port_rules_are_dnat_accept_and_masquerade():
 
 
 def test_ipv6_host_ip_gets_no_rules():
-    assert iptables.port_rules(WIRE_BRIDGE, WIRE_CONTAINER, "tcp", 80, "::", 8080) == []
+    assert iptables.dnat_rules(WIRE_BRIDGE, WIRE_CONTAINER, "tcp", 80, "::", 8080) == []
     assert iptables.dnat_rules(WIRE_BRIDGE, WIRE_CONTAINER, "tcp", 80, "::1", 8080) == []
 
 
@@ -208,12 +214,12 @@ def test_link_rules_open_the_port_both_ways():
      "bridge interface name"),
     (lambda: iptables.network_rules("br0", "10.0.0.0/33", True, True, False), "IPv4 subnet"),
     (lambda: iptables.network_rules("br0", "fd00::/64", True, True, False), "IPv4 subnet"),
-    (lambda: iptables.port_rules("br0", "10.0.0.2", "icmp", 80, "0.0.0.0", 80), "protocol"),
-    (lambda: iptables.port_rules("br0", "10.0.0.2", "tcp", 0, "0.0.0.0", 80), "port"),
-    (lambda: iptables.port_rules("br0", "10.0.0.2", "tcp", 80, "0.0.0.0", 65536), "port"),
-    (lambda: iptables.port_rules("br0", "10.0.0.2", "tcp", "80", "0.0.0.0", 80), "port"),
-    (lambda: iptables.port_rules("br0", "10.0.0.2", "tcp", 80, "", 80), "host IP"),
-    (lambda: iptables.port_rules("br0", "fd00::2", "tcp", 80, "0.0.0.0", 80), "container IPv4"),
+    (lambda: port_rules("br0", "10.0.0.2", "icmp", 80, "0.0.0.0", 80), "protocol"),
+    (lambda: port_rules("br0", "10.0.0.2", "tcp", 0, "0.0.0.0", 80), "port"),
+    (lambda: port_rules("br0", "10.0.0.2", "tcp", 80, "0.0.0.0", 65536), "port"),
+    (lambda: port_rules("br0", "10.0.0.2", "tcp", "80", "0.0.0.0", 80), "port"),
+    (lambda: port_rules("br0", "10.0.0.2", "tcp", 80, "", 80), "host IP"),
+    (lambda: port_rules("br0", "fd00::2", "tcp", 80, "0.0.0.0", 80), "container IPv4"),
     (lambda: iptables.link_rules("br0", "10.0.0.2", "nope", "tcp", 80), "child IPv4"),
 ])
 def test_bad_input_is_refused_clearly(build, message):

@@ -26,11 +26,11 @@ Link.__doc__ = """links.Link: what a parent sees of one child. ports are (number
 def parse_link(text):
     """`name:alias` (or just `name`, aliased as itself) from HostConfig.Links."""
     name, _, alias = text.partition(":")
-    name, alias = name.strip("/"), (alias or name).strip("/")
-    if not name or "/" in alias:
-        raise ValueError("invalid link: %s" % text)
     # dockerd stores a link as /child:/parent/alias; the CLI sends child:alias
-    return name, alias.rsplit("/", 1)[-1]
+    name, alias = name.strip("/"), (alias or name).strip("/").rsplit("/", 1)[-1]
+    if not name or not alias or "/" in name:
+        raise ValueError("invalid link: %s" % text)
+    return name, alias
 
 
 def exposed_ports(config):

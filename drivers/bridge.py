@@ -76,16 +76,29 @@ def remove_bridge(handle, name):
             raise
 
 
-def create_veth(handle, bridge, mtu, host_end, peer):
-    """CreateEndpoint: a veth pair with its host end on the bridge and up.
+def create_endpoint(handle, bridge, mtu, host_end, netns_path, ifname, mac, address,
+                    prefix_length, gateway):
+    """CreateEndpoint + Join: the veth pair, its host end on the bridge and up, its other end
+    born in the container's namespace as `ifname` with its MAC, MTU, address and (on the
+    container's first network) the default route through the gateway.
 
-    The caller names both ends after the endpoint's ID, so the host end can be found again
-    after a daemon restart without any record besides the container's NetworkSettings.
+    The host end is named after the endpoint's ID, so it can be found again after a daemon
+    restart with no record but the container's NetworkSettings. Making the peer inside the
+    namespace, rather than moving it there, saves the kernel's slow namespace move.
     """
-    handle.add_veth(host_end, peer, mtu=mtu)
+    fd = os.open(netns_path, os.O_RDONLY)
+    try:
+        handle.add_veth(host_end, ifname, mtu=mtu, peer_netns_fd=fd, peer_mac=mac)
+    finally:
+        os.close(fd)
     try:
         handle.set_master(host_end, bridge)
         handle.set_up(host_end)
+        with netlink.Handle(netns_path) as inside:
+            inside.add_address(ifname, "%s/%d" % (address, prefix_length))
+            inside.set_up(ifname)
+            if gateway:
+                inside.add_route(gateway=gateway, name=ifname)
     except netlink.NetlinkError:
         delete_veth(handle, host_end)
         raise
@@ -98,28 +111,6 @@ def delete_veth(handle, host_end):
     except netlink.NetlinkError as err:
         if err.errno != errno.ENODEV:
             raise
-
-
-def move_into_sandbox(handle, peer, netns_path, ifname, mac, address, prefix_length, gateway, mtu):
-    """Join: move the peer into the container's namespace and configure it as `ifname`.
-
-    gateway is None for an internal network or for a container's second network (the default
-    route stays with its first one).
-    """
-    fd = os.open(netns_path, os.O_RDONLY)
-    try:
-        handle.set_netns(peer, fd=fd)
-    finally:
-        os.close(fd)
-    with netlink.Handle(netns_path) as inside:
-        inside.rename(peer, ifname)
-        inside.set_mac(ifname, mac)
-        if mtu:
-            inside.set_mtu(ifname, mtu)
-        inside.add_address(ifname, "%s/%d" % (address, prefix_length))
-        inside.set_up(ifname)
-        if gateway:
-            inside.add_route(gateway=gateway, name=ifname)
 
 
 def add_ipv6(netns_path, ifname, address, prefix_length, gateway):
@@ -141,9 +132,9 @@ def remove_from_sandbox(netns_path, ifname):
                 raise
 
 
-def veth_names(endpoint_id):
-    """The host end and the (temporary) container end of an endpoint's veth pair."""
-    return "veth" + endpoint_id[:7], "vethc" + endpoint_id[:7]
+def host_veth_name(endpoint_id):
+    """The host end of an endpoint's veth pair: "veth" and seven hex digits, as dockerd's."""
+    return "veth" + endpoint_id[:7]
 
 
 def host_routes(handle):

@@ -135,7 +135,7 @@ class Endpoint(object):
         self.address6 = ""            # on --ipv6 networks
         self.mac = mac
         self.aliases = list(aliases)
-        self.host_veth, self.peer = bridge.veth_names(endpoint_id)
+        self.host_veth = bridge.host_veth_name(endpoint_id)
 
     def inspect(self):
         """The entry of `docker network inspect`'s Containers map."""
@@ -170,6 +170,7 @@ class Sandbox(object):
         self.link_entries = []   # /etc/hosts lines for --link children (default bridge)
         self.link_aliases = {}   # alias -> container name, for the embedded DNS (user networks)
         self.dns = False
+        self.joined = False      # its network events were sent: the exit sends the matching ones
 
     def primary(self):
         """The endpoint published ports and links go through: the first one with an address."""
@@ -831,6 +832,9 @@ class Controller(object):
                     listener[0].close()
                 box.listeners = []
             container.network_settings = self._running_settings(container, box)
+            box.joined = True
+        for endpoint in box.endpoints:
+            self._log_endpoint_event("connect", endpoint)
 
     def _plumb(self, endpoint, netns, ifname, default_route):
         """The endpoint's veth pair, its container end configured as ifname. A failure reads
@@ -839,11 +843,10 @@ class Controller(object):
         mtu = int(network.options.get(MTU_OPTION) or self.config.mtu)
         gateway = str(network.pool.gateway) if default_route and not network.internal else None
         try:
-            bridge.create_veth(self.handle, network.bridge, mtu, endpoint.host_veth, endpoint.peer)
+            bridge.create_endpoint(self.handle, network.bridge, mtu, endpoint.host_veth, netns, ifname,
+                                   endpoint.mac, endpoint.address, network.pool.prefix_length, gateway)
             if not self.config.userland_proxy:
                 self.handle.set_bridge_port_hairpin(endpoint.host_veth, True)
-            bridge.move_into_sandbox(self.handle, endpoint.peer, netns, ifname, endpoint.mac,
-                                     endpoint.address, network.pool.prefix_length, gateway, mtu)
             if endpoint.address6:
                 gateway6 = str(network.pool6.gateway) if default_route and not network.internal else None
                 bridge.add_ipv6(netns, ifname, endpoint.address6, network.pool6.prefix_length, gateway6)
@@ -867,6 +870,14 @@ class Controller(object):
             if box is not None:
                 self._give_back(container, box)
             container.network_settings = self._stopped_settings(container)
+        for endpoint in box.endpoints if box is not None and box.joined else []:
+            self._log_endpoint_event("disconnect", endpoint)
+
+    def _log_endpoint_event(self, action, endpoint):
+        """dockerd reports every endpoint a start makes or an exit ends as a network event."""
+        network = endpoint.network
+        self.log_event("network", action, network.id, {"container": endpoint.container_id,
+                                                       "name": network.name, "type": network.driver})
 
     def _give_back(self, container, box):
         if box.dns:
@@ -936,6 +947,7 @@ class Controller(object):
                 iptables.apply(self.ipt, box.rules)
             if alive:
                 self._start_dns(container, box)
+            box.joined = alive
 
     def forget(self, container, children):
         """A container that died while the daemon was down: the rules, veth and settings the

@@ -1,8 +1,10 @@
 """`make bench`: pydockerd's speed and memory, side by side with a reference daemon.
 
 Set BENCH_REF_HOST=unix:///path/to/dockerd.sock (and BENCH_REF_PID=<dockerd pid>) to measure a
-running dockerd 20.10 in the same run. Figures are printed, never asserted: speed goals live
-here, not in the tests.
+running dockerd 20.10 in the same run; for the networking figures, run that dockerd in a network
+namespace of its own and set BENCH_REF_NETNS=/var/run/netns/<name> (never beside a pydockerd
+with iptables on: both manage the same chains). Figures are printed, never asserted: speed
+goals live here, not in the tests.
 """
 import compileall
 import io
@@ -229,6 +231,65 @@ def bench_container_memory(label, host):
     docker(host, "rm", "-f", cid)
 
 
+LOAD_SECONDS = 3
+LOAD_CLIENTS = 8
+PAGE_BYTES = 4096
+
+
+def bench_network(hosts, work):
+    """docker run --rm on the default bridge, and HTTP requests per second to busybox httpd
+    published with -p: through DNAT (the bridge's gateway address) and through the userland
+    proxy (127.0.0.1, which DNAT cannot reach), from inside each daemon's network namespace."""
+    for label, host, netns in hosts:
+        load_busybox(host, work)
+        runs = [docker(host, "run", "--rm", "bench/busybox:1", "true") for _ in range(RUNS)]
+        print("run --rm (bridge)   %-10s median %.3f s (%d runs)" % (label, statistics.median(runs), RUNS))
+        env = dict(os.environ, DOCKER_HOST=host)
+        cid = subprocess.run([DOCKER, "run", "-d", "-p", "18380:80", "bench/busybox:1", "sh", "-c",
+                              "head -c %d /dev/zero > /tmp/page && httpd -f -p 80 -h /tmp" % PAGE_BYTES],
+                             env=env, check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        gateway = subprocess.run([DOCKER, "inspect", "-f", "{{.NetworkSettings.Gateway}}", cid], env=env,
+                                 check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        time.sleep(0.5)
+        for path, address in (("DNAT", gateway), ("proxy", "127.0.0.1")):
+            rate = http_load(netns, "http://%s:18380/page" % address)
+            print("requests/s via %-5s %-10s %.0f (%d clients, %d s, %d-byte page)"
+                  % (path, label, rate, LOAD_CLIENTS, LOAD_SECONDS, PAGE_BYTES))
+        docker(host, "rm", "-f", cid)
+        docker(host, "rmi", "bench/busybox:1")
+
+
+def http_load(netns, url):
+    """Requests per second from LOAD_CLIENTS threads for LOAD_SECONDS, run in the namespace."""
+    command = [sys.executable, os.path.abspath(__file__), "--load", url]
+    if netns:
+        command = ["nsenter", "--net=" + netns] + command
+    return float(subprocess.run(command, check=True, stdout=subprocess.PIPE).stdout)
+
+
+def load_main(url):
+    """The load generator `http_load` runs: a new connection per request (busybox httpd
+    closes each), counted over a fixed time; prints the rate."""
+    import urllib.request
+    deadline = time.monotonic() + LOAD_SECONDS
+    counts = []
+
+    def client():
+        done = 0
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                response.read()
+            done += 1
+        counts.append(done)
+
+    threads = [threading.Thread(target=client) for _ in range(LOAD_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(sum(counts) / LOAD_SECONDS)
+
+
 def main():
     # A host runs the daemon from cached bytecode after its first start; build that cache now
     # (compileall writes it even where PYTHONDONTWRITEBYTECODE is set) so boots are comparable.
@@ -245,8 +306,19 @@ def main():
         bench_containers(hosts, work)
     finally:
         daemon.cleanup()
+    networked = DaemonProcess(new_daemon_dir(), [], netns=True).start()
+    try:
+        hosts = [("pydockerd", networked.host, networked.netns_path)]
+        if os.environ.get("BENCH_REF_HOST") and os.environ.get("BENCH_REF_NETNS"):
+            hosts.append(("reference", os.environ["BENCH_REF_HOST"], os.environ["BENCH_REF_NETNS"]))
+        bench_network(hosts, work)
+    finally:
+        networked.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--load"]:
+        load_main(sys.argv[2])
+    else:
+        main()

@@ -193,6 +193,22 @@ def test_veth_into_a_second_netns_pings_across_the_bridge(make_netns):
     assert ping(host, "192.0.2.2")
 
 
+def test_veth_peer_born_in_another_netns_with_its_name_and_mac(make_netns):
+    """What the bridge driver does: the container end is made inside the container's
+    namespace, already named eth0 and with its MAC, so nothing has to move later."""
+    host, container = make_netns(), make_netns()
+    fd = os.open(path(container), os.O_RDONLY)
+    try:
+        with netlink.Handle(path(host)) as handle:
+            handle.add_veth("veth-pyd", "eth0", mtu=1400, peer_netns_fd=fd, peer_mac=MAC)
+            assert handle.link_index("eth0") is None and handle.link("veth-pyd")["mtu"] == 1400
+    finally:
+        os.close(fd)
+    with netlink.Handle(path(container)) as handle:
+        eth0 = handle.link("eth0")
+        assert (eth0["kind"], eth0["mac"], eth0["mtu"]) == ("veth", MAC, 1400)
+
+
 def test_set_netns_by_pid_and_delete(make_netns):
     here, there = make_netns(), make_netns()
     sleeper = subprocess.Popen(["ip", "netns", "exec", there, "sleep", "30"])

@@ -940,7 +940,8 @@ class Events(object):
 
 
 def event_matches(message, filters):
-    """events.Filter: type, event, container, image and label filters; values OR, keys AND."""
+    """events.Filter: type, event, container, image, label and network filters; values OR (but
+    every label must match), keys AND."""
     attributes = message["Actor"]["Attributes"]
     checks = {
         "type": lambda values: message["Type"] in values,
@@ -948,7 +949,7 @@ def event_matches(message, filters):
         "container": lambda values: message["Type"] == "container" and _matches_id_or_name(
             message["Actor"]["ID"], attributes.get("name"), values),
         "image": lambda values: _matches_image(message, values),
-        "label": lambda values: any(_matches_label(attributes, value) for value in values),
+        "label": lambda values: all(_matches_label(attributes, value) for value in values),
         "network": lambda values: message["Type"] == "network" and _matches_id_or_name(
             message["Actor"]["ID"], attributes.get("name"), values),
     }
@@ -1724,7 +1725,7 @@ def spawn_container_monitor(daemon, container, rootfs):
         log_opts=log_config.get("Config") or {}, log_path=container.log_path, start=False)
     try:
         join_device_cgroup(daemon, container.id, monitor)
-        daemon.netcontroller.join(container, monitor.init_pid, monitor.proxy)
+        daemon.netcontroller.join(container, monitor)
     except BaseException:
         kill_at_gate(monitor)
         raise
@@ -2018,6 +2019,7 @@ def rename_container(daemon, container, new_name):
     with container.cond:
         container.name = new_name
         container.to_disk()
+        daemon.netcontroller.rename(container)
     daemon.events.log("container", "rename", container.id,
                       container.event_attributes(oldName=old_name))
 
@@ -2202,12 +2204,6 @@ def disconnect_network(daemon, network, name, force):
         container.to_disk()
 
 
-def prune_networks(daemon, filters):
-    """NetworksPrune: user-defined networks that no container, running or not, refers to."""
-    in_use = daemon.netcontroller.networks_in_use(daemon.containers.all())
-    return daemon.netcontroller.prune_networks(filters, in_use)
-
-
 def restore_container(daemon, container):
     """daemon.restore for one container: re-adopt a live monitor, or record the death.
 
@@ -2223,7 +2219,7 @@ def restore_container(daemon, container):
     if monitor is not None:
         container.monitor, container.pid = monitor, monitor.init_pid
         daemon.graph.mount_rw_layer(container.id)
-        daemon.netcontroller.restore(container, link_children(daemon, container))
+        daemon.netcontroller.restore(container, monitor, link_children(daemon, container))
         watch_container(daemon, container, monitor)
         log.debug("re-adopted running container %s", container.id[:12])
         return
@@ -3245,6 +3241,8 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json(self.daemon.netcontroller.create_network(body), 201)
 
     def get_network(self, name):
+        if self.query_value("scope") not in ("", "local"):  # only local networks exist here
+            raise NotFound("network %s not found" % name)
         self.send_json(self.daemon.netcontroller.inspect_network(name))
 
     def delete_network(self, name):
@@ -3252,7 +3250,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_no_content()
 
     def post_networks_prune(self):
-        self.send_json(prune_networks(self.daemon, self.query_filters()))
+        self.send_json(self.daemon.netcontroller.prune_networks(self.query_filters()))
 
     def post_network_connect(self, name):
         body = self.read_json()
@@ -3586,7 +3584,8 @@ def list_containers(daemon, all_containers, limit, size, filters):
 
 
 def container_matches(daemon, container, filters):
-    """The `docker ps --filter` test: every key must match, any of a key's values will do."""
+    """The `docker ps --filter` test: every key must match, any of a key's values will do
+    (but every `label` given, as in dockerd)."""
     checks = {
         "id": lambda v: container.id.startswith(v),
         "name": lambda v: re.search(v, container.name) is not None,
@@ -3606,7 +3605,8 @@ def container_matches(daemon, container, filters):
             if (key == "before" and container.created >= other.created) or \
                     (key == "since" and container.created <= other.created):
                 return False
-        elif key in checks and values and not any(checks[key](value) for value in values):
+        elif key in checks and values and not (all if key == "label" else any)(
+                checks[key](value) for value in values):
             return False
     return True
 

@@ -47,8 +47,9 @@ def ipv4_address(handle, name):
 def setup_bridge(handle, name, gateway, prefix_length, mtu):
     """setupDevice + setupBridgeIPv4: make (or reuse) the bridge, address it, bring it up.
 
-    Returns whether the bridge was created here: only a bridge the daemon made may be deleted
-    by it later. An existing bridge keeps its own addresses; the gateway is added if missing.
+    Returns (whether the bridge was created here, whether the gateway address was added
+    here): only what the daemon made may be deleted by it later. An existing bridge keeps its
+    own addresses; the gateway is added if missing.
     """
     created = False
     if not bridge_exists(handle, name):
@@ -57,15 +58,17 @@ def setup_bridge(handle, name, gateway, prefix_length, mtu):
     elif handle.link(name)["kind"] != "bridge":
         raise errdefs.Forbidden("device %s already exists and is not a bridge" % name)
     wanted = "%s/%d" % (gateway, prefix_length)
+    added = False
     try:
         if wanted not in handle.addresses(name, socket.AF_INET):
             handle.add_address(name, wanted)
+            added = True
         handle.set_up(name)
     except netlink.NetlinkError:
         if created:
             handle.delete_link(name)
         raise
-    return created
+    return created, added
 
 
 def remove_bridge(handle, name):

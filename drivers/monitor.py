@@ -50,6 +50,8 @@ On attach.sock a client writes one JSON line, then:
         process exits, and closes the listeners before it records the exit. The monitor
         reads a request line with recvmsg (a plain recv would let the kernel discard
         descriptors) and closes descriptors that came with any other request.
+    {"unproxy": true}                     -> {"ok": true}
+        close every published port now (the network carrying them was disconnected).
 """
 import array
 import fcntl
@@ -243,6 +245,10 @@ class Monitor(object):
         """
         ports = [{"proto": proto, "ip": ip, "port": port} for _, proto, ip, port in mappings]
         self._checked({"proxy": ports}, [listener.fileno() for listener, _, _, _ in mappings])
+
+    def unproxy(self):
+        """Close every published port of the container while it runs on."""
+        self._checked({"unproxy": True})
 
     def state(self):
         """The live state, or the state file when the monitor has gone."""
@@ -676,8 +682,7 @@ class _Monitor(object):
     def _finish(self):
         """Close the published ports, record the exit, answer the waiters, flush and close
         the clients, and go."""
-        for userland_proxy in self.proxies:
-            userland_proxy.stop()
+        self._stop_proxies()
         for fd in list(self.copiers):
             self._close_output(fd)
         self.log.close()
@@ -868,6 +873,8 @@ class _Monitor(object):
     def _answer(self, header, passed):
         if "proxy" in header:
             return self._start_proxy(header["proxy"], passed)
+        if "unproxy" in header:
+            return self._stop_proxies()
         if "start" in header:
             return self.release() or {"ok": True}
         if "resize" in header:
@@ -877,6 +884,12 @@ class _Monitor(object):
         if "state" in header:
             return self.state
         raise ValueError("unknown request")
+
+    def _stop_proxies(self):
+        for userland_proxy in self.proxies:
+            userland_proxy.stop()
+        self.proxies = []
+        return {"ok": True}
 
     def _start_proxy(self, ports, listeners):
         """Forward each published port's listener (passed with the request) to the container."""

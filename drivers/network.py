@@ -159,6 +159,7 @@ class Sandbox(object):
     """
 
     def __init__(self, container_id, mode):
+        self.id = random_id()
         self.container_id = container_id
         self.mode = mode
         self.netns = ""
@@ -166,7 +167,9 @@ class Sandbox(object):
         self.endpoints = []
         self.bindings = []       # (host ip, proto, host port, container port)
         self.listeners = []      # (socket, proto, container ip, container port)
-        self.rules = []
+        self.rules = []          # --link rules; then the published ports' own:
+        self.port_rules = []
+        self.monitor = None      # the container's monitor, which runs its userland proxy
         self.link_entries = []   # /etc/hosts lines for --link children (default bridge)
         self.link_aliases = {}   # alias -> container name, for the embedded DNS (user networks)
         self.dns = False
@@ -308,8 +311,8 @@ class Controller(object):
         On a failure nothing of it stays."""
         network.pool, network.pool6 = self._pool_of(network), self._pool_of(network, version=6)
         mtu = int(network.options.get(MTU_OPTION) or self.config.mtu)
-        created = bridge.setup_bridge(self.handle, network.bridge, network.pool.gateway,
-                                      network.pool.prefix_length, mtu)
+        created, added = bridge.setup_bridge(self.handle, network.bridge, network.pool.gateway,
+                                             network.pool.prefix_length, mtu)
         try:
             if network.pool6 is not None:
                 bridge.set_sysctl("net/ipv6/conf/%s/disable_ipv6" % network.bridge, "0")
@@ -318,6 +321,9 @@ class Controller(object):
                     self.handle.add_address(network.bridge, gateway6, nodad=True)
             if created and not network.created_bridge:
                 network.created_bridge = network.document["created_bridge"] = True
+                network.save(self.directory)
+            elif added and not created:  # someone else's bridge: only the address is ours
+                network.document["added_address"] = True
                 network.save(self.directory)
             if not self.config.userland_proxy:
                 # hairpin NAT from 127.0.0.1 needs the kernel to route loopback sources
@@ -354,6 +360,7 @@ class Controller(object):
         with self.lock:
             for network in self._bridge_networks():
                 self._teardown_network(network)
+                network.save(self.directory)  # what is ours to delete next time has changed
             if self.ipt:
                 try:
                     iptables.remove_chains(self.ipt)
@@ -367,6 +374,9 @@ class Controller(object):
             if network.created_bridge:
                 bridge.remove_bridge(self.handle, network.bridge)
                 network.created_bridge = network.document["created_bridge"] = False
+            elif network.document.pop("added_address", False):
+                self.handle.del_address(network.bridge, "%s/%d" % (network.pool.gateway,
+                                                                   network.pool.prefix_length))
         except (OSError, iptables.IptablesError) as err:
             log.error("Error tearing down network %s: %s", network.name, err)
 
@@ -524,7 +534,7 @@ class Controller(object):
                 raise errdefs.InvalidParameter("invalid filter: 'type'='%s'" % ",".join(values))
         with self.lock:
             return [n.summary(with_containers=False) for n in self._sorted()
-                    if all(any(checks[k](n, v) for v in values) for k, values in filters.items() if values)]
+                    if all(_filter_matches(checks[k], n, k, values) for k, values in filters.items() if values)]
 
     def _sorted(self):
         return sorted(self.networks.values(), key=lambda n: n.document["Created"])
@@ -533,8 +543,9 @@ class Controller(object):
         with self.lock:
             return self.get_network(term).summary(with_containers=True)
 
-    def prune_networks(self, filters, in_use):
-        """NetworksPrune: user networks no container refers to (in_use: network IDs)."""
+    def prune_networks(self, filters):
+        """NetworksPrune: user networks without a running container (dockerd 20.10 prunes one
+        that only stopped containers name; they fail to start afterwards, as there)."""
         for key in filters:
             if key not in ("until", "label", "label!"):
                 raise errdefs.InvalidParameter("Invalid filter '%s'" % key)
@@ -542,7 +553,7 @@ class Controller(object):
         pruned = []
         with self.lock:
             for network in self._sorted():
-                if network.predefined or network.endpoints or network.id in in_use:
+                if network.predefined or network.endpoints:
                     continue
                 labels = network.document.get("Labels") or {}
                 if until is not None and network.document["Created"] >= until:
@@ -579,7 +590,13 @@ class Controller(object):
         if mode == "host" and host_config.get("Links"):
             raise errdefs.InvalidParameter("conflicting options: host type networking can't be used "
                                            "with links. This would result in undefined behavior")
-        network = self.get_network(self.default_network() if mode == "default" else mode)
+        name = self.default_network() if mode == "default" else mode
+        try:
+            network = self.get_network(name)
+        except errdefs.NotFound:
+            # like dockerd, a missing network fails the start, not the create: a 404 from
+            # create means "no such image" to the CLI, which would go and pull one
+            return sandbox.network_settings({name: sandbox.endpoint_settings(requested.get(mode))}), []
         endpoint_config = dict(requested.get(mode) or requested.get(network.name) or
                                requested.get(network.id) or {})
         self._check_endpoint_config(network, dict(endpoint_config, MacAddress=config.get("MacAddress")))
@@ -618,17 +635,17 @@ class Controller(object):
         if endpoint_config.get("Aliases") and network.predefined:
             raise errdefs.InvalidParameter("network-scoped alias is supported only for containers in "
                                            "user defined networks")
+        for text in endpoint_config.get("Links") or []:
+            if network.predefined:
+                raise errdefs.InvalidParameter("links in an endpoint's config are supported only on "
+                                               "user defined networks: use --link")
+            try:
+                links.parse_link(str(text))
+            except ValueError as err:
+                raise errdefs.InvalidParameter(str(err)) from None
         mac = endpoint_config.get("MacAddress") or ""
         if mac and not re.match(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", mac):
             raise errdefs.InvalidParameter("invalid MAC address: %s" % mac)
-
-    def networks_in_use(self, containers):
-        """The IDs (and names) of networks some container refers to, running or not."""
-        in_use = set()
-        for container in containers:
-            for name, settings in ((container.network_settings or {}).get("Networks") or {}).items():
-                in_use.update((name, settings.get("NetworkID") or ""))
-        return in_use
 
     # ---- a container's networks: start, exit, daemon restart ---------------------------------
 
@@ -686,6 +703,7 @@ class Controller(object):
             aliases.append(container.id[:12])  # dockerd makes the short ID resolvable too
         endpoint = Endpoint(network, container, random_id(), address, mac, aliases)
         endpoint.address6 = address6
+        _add_endpoint_links(box, settings)
         box.endpoints.append(endpoint)
         network.endpoints[container.id] = endpoint
         return endpoint
@@ -739,7 +757,7 @@ class Controller(object):
         except (portmapper.PortAllocatorError, OSError) as err:
             raise errdefs.System("driver failed programming external connectivity on endpoint %s "
                                  "(%s): %s" % (endpoint.container_name, endpoint.id, err)) from None
-        box.rules.extend(self._port_rules(endpoint, box.bindings))
+        box.port_rules = self._port_rules(endpoint, box.bindings)
 
     def _bind_host_port(self, box, endpoint, binding, host_ip):
         """One binding: the first host port of its range that is free both in the allocator and
@@ -808,25 +826,26 @@ class Controller(object):
             "resolv.conf": sandbox.resolv_conf(host, self.config.dns, self.config.dns_search,
                                                self.config.dns_opts, resolver_mode)})
 
-    def join(self, container, pid, start_proxy):
+    def join(self, container, monitor):
         """The part of a start once the container's process exists (held before execve): the
         veth pairs, the iptables rules, the embedded DNS server, the userland proxy.
 
-        start_proxy(mappings) hands the listening sockets to the container's monitor (which
-        outlives the daemon); the daemon's own copies are closed afterwards either way.
+        The container's monitor (which outlives the daemon) gets the userland proxy's
+        listening sockets; the daemon's own copies are closed afterwards either way.
         """
         with self.lock:
             box = self.sandboxes[container.id]
             try:
                 if box.mode == "":
-                    box.netns = netlink.netns_of_pid(pid)
+                    box.netns = netlink.netns_of_pid(monitor.init_pid)
                     for index, endpoint in enumerate(e for e in box.endpoints if e.address):
                         self._plumb(endpoint, box.netns, "eth%d" % index, default_route=index == 0)
                     if self.ipt:
-                        iptables.apply(self.ipt, box.rules)
+                        iptables.apply(self.ipt, box.rules + box.port_rules)
                     self._start_dns(container, box)
                 if box.listeners:
-                    start_proxy(box.listeners)
+                    monitor.proxy(box.listeners)
+                box.monitor = monitor
             finally:
                 for listener in box.listeners:
                     listener[0].close()
@@ -882,9 +901,9 @@ class Controller(object):
     def _give_back(self, container, box):
         if box.dns:
             self.resolver.remove_sandbox(container.id)
-        if self.ipt and box.rules:
+        if self.ipt and box.rules + box.port_rules:
             try:
-                iptables.apply(self.ipt, box.rules, enable=False)
+                iptables.apply(self.ipt, box.rules + box.port_rules, enable=False)
             except iptables.IptablesError as err:
                 log.error("Error removing iptables rules of %s: %s", container.id[:12], err)
         for listener in box.listeners:
@@ -905,7 +924,7 @@ class Controller(object):
             endpoint.network.pool6.release(endpoint.address6)
         endpoint.network.endpoints.pop(endpoint.container_id, None)
 
-    def restore(self, container, children, alive=True):
+    def restore(self, container, monitor, children, alive=True):
         """daemon.restore for a container that ran on while the daemon was down: its addresses
         and host ports reserved again, its rules checked (only missing ones are inserted), its
         DNS sockets reopened. The userland proxy never stopped: it lives in the monitor.
@@ -913,6 +932,8 @@ class Controller(object):
         With alive=False (it died meanwhile) only the bookkeeping is rebuilt, for forget()."""
         mode = container.host_config.get("NetworkMode") or "default"
         box = Sandbox(container.id, "host" if mode == "host" else "")
+        box.id = container.network_settings.get("SandboxID") or box.id
+        box.monitor = monitor
         with self.lock:
             if mode.startswith("container:") or mode == "host":
                 self.sandboxes[container.id] = box
@@ -929,6 +950,7 @@ class Controller(object):
                 if settings.get("GlobalIPv6Address") and network.pool6 is not None:
                     endpoint.address6 = settings["GlobalIPv6Address"]
                     network.pool6.reserve(endpoint.address6)
+                _add_endpoint_links(box, settings)
                 box.endpoints.append(endpoint)
                 network.endpoints[container.id] = endpoint
             for key, items in (container.network_settings.get("Ports") or {}).items():
@@ -942,9 +964,9 @@ class Controller(object):
             except errdefs.DockerError as err:
                 log.warning("Links of %s not restored: %s", container.id[:12], err)
             if box.primary() is not None:
-                box.rules.extend(self._port_rules(box.primary(), box.bindings))
+                box.port_rules = self._port_rules(box.primary(), box.bindings)
             if alive and self.ipt:
-                iptables.apply(self.ipt, box.rules)
+                iptables.apply(self.ipt, box.rules + box.port_rules)
             if alive:
                 self._start_dns(container, box)
             box.joined = alive
@@ -952,7 +974,7 @@ class Controller(object):
     def forget(self, container, children):
         """A container that died while the daemon was down: the rules, veth and settings the
         previous daemon made for it go (each only where it is still present)."""
-        self.restore(container, children, alive=False)
+        self.restore(container, None, children, alive=False)
         self.release(container)
 
     # ---- NetworkSettings ---------------------------------------------------------------------
@@ -980,7 +1002,7 @@ class Controller(object):
         primary = box.primary()
         default_bridge = networks.get("bridge") if primary and primary.network.predefined else None
         return sandbox.network_settings(networks, ports if box.mode == "" else {},
-                                        box.netns, default_bridge)
+                                        box.netns, default_bridge, box.id)
 
     def _stopped_settings(self, container):
         """NetworkSettings of a stopped container: the networks it will join and what it asked
@@ -1064,6 +1086,8 @@ class Controller(object):
                        {"container": container.id, "name": network.name, "type": network.driver})
 
     def _disconnect_running(self, container, box, endpoint):
+        if endpoint is box.primary() and box.bindings:
+            self._withdraw_ports(box)
         if endpoint.address:
             with netlink.Handle(box.netns) as inside:
                 ifname = next((link["name"] for link in inside.links() if link["mac"] == endpoint.mac), None)
@@ -1075,6 +1099,24 @@ class Controller(object):
             self.resolver.remove_sandbox(container.id)
             box.dns = False
         self._write_files(container, box)
+
+    def _withdraw_ports(self, box):
+        """The network carrying the published ports goes: their rules, host ports and proxy
+        listeners go with it, as in dockerd (the address may soon be another container's)."""
+        if self.ipt and box.port_rules:
+            iptables.apply(self.ipt, box.port_rules, enable=False)
+        if box.monitor is not None:
+            box.monitor.unproxy()
+        for address, proto, port, _ in box.bindings:
+            self.allocator.release(address, proto, port)
+        box.port_rules, box.bindings = [], []
+
+    def rename(self, container):
+        """ContainerRename: the embedded DNS answers to the new name at once."""
+        with self.lock:
+            box = self.sandboxes.get(container.id)
+            for endpoint in box.endpoints if box else []:
+                endpoint.container_name = container.name.lstrip("/")
 
     # ---- the embedded DNS server's view ------------------------------------------------------
 
@@ -1104,6 +1146,14 @@ class Controller(object):
             return []  # the name is ours, without an address of this family
         shift = next(self.round_robin) % len(addresses)
         return addresses[shift:] + addresses[:shift]
+
+
+def _add_endpoint_links(box, settings):
+    """An endpoint's Links on a user network (`network connect --link c:alias`): names the
+    embedded DNS answers for this container only."""
+    for text in settings.get("Links") or []:
+        child, alias = links.parse_link(text)
+        box.link_aliases[alias.lower()] = child.lower()
 
 
 def _check_container_mode(config, host_config, bindings):
@@ -1143,6 +1193,12 @@ def _reverse_lookup(networks, name):
             if endpoint.address == address:
                 return [endpoint.container_name + "." + network.name]
     return None
+
+
+def _filter_matches(check, network, key, values):
+    """A filter key matches when one of its values does; but every `label` given must match."""
+    combine = all if key == "label" else any
+    return combine(check(network, value) for value in values)
 
 
 def _name_matches(name, pattern):

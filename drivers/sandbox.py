@@ -188,11 +188,11 @@ def endpoint_settings(config=None):
             "MacAddress": config.get("MacAddress") or "", "DriverOpts": config.get("DriverOpts") or None}
 
 
-def network_settings(networks, ports=None, sandbox_key="", default_bridge=None):
+def network_settings(networks, ports=None, sandbox_key="", default_bridge=None, sandbox_id=""):
     """NetworkSettings: the per-network EndpointSettings, and for a container on the default
     bridge the same address repeated at the top level (the pre-1.9 fields clients still read)."""
     top = default_bridge or {}
-    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+    return {"Bridge": "", "SandboxID": sandbox_id, "HairpinMode": False, "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0, "Ports": ports or {}, "SandboxKey": sandbox_key,
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
             "EndpointID": top.get("EndpointID", ""), "Gateway": top.get("Gateway", ""),

@@ -1,18 +1,22 @@
 """Networking end to end: the real docker CLI against pydockerd in a network namespace of its
 own (issue 8).
 
-The default bridge (addresses, MACs, ping between containers, NetworkSettings), published
-ports (the userland proxy and DNAT, TCP and UDP, -p 80, -P, docker port, docker ps), legacy
-links (variables, /etc/hosts, --icc=false, rm --link), user networks (embedded DNS with
-aliases, round robin and an upstream server, isolation, IPAM options, --internal, bridge
-names, filters, inspect, connect/disconnect, prune, events), bad input with nothing half
-made, the lifecycle (a container's life, SIGTERM, kill -9 and restart) and docker-compose's
-two-service app.
+The default bridge (addresses, MACs, ping between containers, NetworkSettings, host/none/
+container modes), published ports (the userland proxy and DNAT, TCP and UDP, -p 80, -P,
+ranges, docker port, docker ps), legacy links (variables, /etc/hosts, --icc=false, rm --link),
+user networks (embedded DNS with aliases, round robin, renames and an upstream server,
+isolation, IPAM options, --internal, bridge names, filters, inspect, connect/disconnect,
+prune, events), bad input with nothing half made, the daemon's network flags (--bip,
+--fixed-cidr, --ip, --mtu, --ip-masq, -b), the lifecycle (a container's life, SIGTERM,
+kill -9 and restart) and docker-compose's two-service app.
 
 Every daemon runs in a namespace of its own (tests/network_support.py): clients are stdlib
 programs run there with nsenter. One daemon serves most of the module (every container and
-user network is removed after each test); --icc=false, --userland-proxy=false, the restart
-and the boot checks get daemons of their own.
+user network is removed after each test); --userland-proxy=false, --icc=false, the tuned
+flags, the restart and the boot checks get daemons of their own.
+
+Busybox's wget is never given -T (Debian's static busybox segfaults on it) and never runs as
+a container's PID 1 under `timeout` (see wget_from).
 """
 import ipaddress
 import itertools
@@ -26,9 +30,10 @@ import time
 
 import pytest
 
+from conftest import DOCKER
 from containers_support import busybox_archive  # noqa: F401 (a fixture)
 from containers_support import api_create, err, inspect, load_image, out, remove_all_containers, wait_for
-from network_support import (PYTHON_IN_CONTAINER, UDP_ECHO_SERVER, exposing_archive, http_get,
+from network_support import (PYTHON_IN_CONTAINER, UDP_ECHO_SERVER, exposing_archive, http_get, in_netns,
                              iptables_rules, link_edges, link_names, listeners, network_daemon,
                              port_held, remove_user_networks, snapshot, udp_echo, upstream_dns,
                              wait_until)
@@ -54,14 +59,20 @@ def daemon(busybox_archive):  # noqa: F811
         yield process
 
 
+# The module-scoped daemons whose containers and user networks go after every test (the
+# restarted daemon's tests share what its fixture made, so it is not among them).
+SHARED_DAEMONS = ("daemon", "dnat_daemon", "icc_daemon", "tuned_daemon")
+
+
 @pytest.fixture(autouse=True)
 def clean_slate(request):
-    """After each test on the module's daemon: no container, no user network left."""
+    """After each test: no container, no user network left on the shared daemons it used."""
     yield
-    if "daemon" in request.fixturenames:
-        shared = request.getfixturevalue("daemon")
-        remove_all_containers(shared)
-        remove_user_networks(shared)
+    for name in SHARED_DAEMONS:
+        if name in request.fixturenames:
+            shared = request.getfixturevalue(name)
+            remove_all_containers(shared)
+            remove_user_networks(shared)
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -71,8 +82,8 @@ def start(daemon, *args):
     return out(daemon.docker("run", "-d", *args))
 
 
-def run_rm(daemon, *args, check=True, timeout=60):
-    return daemon.docker("run", "--rm", *args, check=check, timeout=timeout)
+def run_rm(daemon, *args, check=True):
+    return daemon.docker("run", "--rm", *args, check=check)
 
 
 def settings_of(daemon, name):
@@ -87,12 +98,20 @@ def network_inspect(daemon, name):
     return json.loads(out(daemon.docker("network", "inspect", name)))[0]
 
 
+def network_names(daemon, *filters):
+    return out(daemon.docker("network", "ls", "--format", "{{.Name}}", *filters)).splitlines()
+
+
 def gateway_of(daemon, network="bridge"):
     return network_inspect(daemon, network)["IPAM"]["Config"][0]["Gateway"]
 
 
-def exec_out(daemon, name, *command, check=True):
-    return out(daemon.docker("exec", name, *command, check=check))
+def in_netns_text(daemon, *command):
+    return in_netns(daemon, *command).stdout.decode().strip()
+
+
+def exec_out(daemon, name, *command):
+    return out(daemon.docker("exec", name, *command))
 
 
 def can_ping(daemon, name, address):
@@ -101,8 +120,12 @@ def can_ping(daemon, name, address):
 
 
 def wget_from(daemon, *run_args, url, check=True):
-    """`docker run --rm RUN_ARGS busybox wget URL`: the result (the body is its stdout)."""
-    return run_rm(daemon, *run_args, "busybox", "timeout", "5", "wget", "-qO-", url, check=check)
+    """`docker run --rm RUN_ARGS busybox wget URL`: the result (the body is its stdout).
+
+    wget runs under sh, never as the container's PID 1: `timeout` could not kill that one
+    (the kernel keeps signals without a handler from a namespace's init)."""
+    return run_rm(daemon, *run_args, "busybox", "sh", "-c", "timeout 5 wget -qO- %s; exit $?" % url,
+                  check=check)
 
 
 def addresses_inside(daemon, name):
@@ -208,6 +231,50 @@ def test_the_command_runs_with_eth0_already_up(daemon):
     assert re.search(r"inet 172\.17\.\d+\.\d+/16", out(result)), out(result)
 
 
+def test_containers_started_together_get_distinct_addresses(daemon):
+    env = dict(os.environ, DOCKER_HOST=daemon.host, DOCKER_CONFIG=os.path.join(daemon.dir, "cli"))
+    runs = [subprocess.Popen([DOCKER, "run", "-d"] + list(SLEEP), env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE) for _ in range(6)]
+    ids = []
+    for process in runs:
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr.decode()
+        ids.append(stdout.decode().strip())
+    addresses = [ip_of(daemon, cid) for cid in ids]
+    assert len(set(addresses)) == 6, addresses
+    assert all(addresses_inside(daemon, cid)["eth0"].split("/")[0] == ip for cid, ip in zip(ids, addresses))
+
+
+def on_network_without_address(daemon, mode):
+    """Whether a container run with --network MODE is on that network alone, with no address."""
+    settings = settings_of(daemon, start(daemon, "--network", mode, *SLEEP))
+    return settings["IPAddress"] == "" and set(settings["Networks"]) == {mode}
+
+
+def test_host_network_shares_the_daemons_namespace(daemon):
+    links = out(run_rm(daemon, "--network", "host", "busybox", "ip", "-o", "link")).splitlines()
+    assert any(": docker0:" in line for line in links)
+    assert on_network_without_address(daemon, "host")
+
+
+def test_none_network_has_loopback_only(daemon):
+    links = out(run_rm(daemon, "--network", "none", "busybox", "ip", "-o", "link")).splitlines()
+    assert [line.split(":")[1].strip() for line in links] == ["lo"]
+    assert on_network_without_address(daemon, "none")
+
+
+def test_container_network_mode_shares_the_others_eth0(daemon):
+    host = start(daemon, "--name", "nethost", *SLEEP)
+    result = run_rm(daemon, "--network", "container:nethost", "busybox", "ip", "-o", "-4", "addr",
+                    "show", "eth0")
+    assert "inet %s/16" % ip_of(daemon, host) in out(result)
+
+
+def test_add_host_goes_into_etc_hosts(daemon):
+    hosts = out(run_rm(daemon, "--add-host", "extra.test:192.0.2.9", "busybox", "cat", "/etc/hosts"))
+    assert "192.0.2.9\textra.test" in hosts.splitlines()
+
+
 # == published ports ===========================================================================
 
 def test_loopback_binding_answers_through_the_userland_proxy(daemon):
@@ -255,7 +322,8 @@ def test_publish_all_maps_the_images_expose(daemon, busybox_archive, tmp_path): 
     cid = start(daemon, "-P", "busybox-exposed", "httpd", "-f", "-p", "80", "-h", "/etc")
     ports = settings_of(daemon, cid)["Ports"]
     assert set(ports) == {"80/tcp", "9/udp"}
-    assert all(32768 <= int(binding["HostPort"]) <= 60999 for bindings in ports.values() for binding in bindings)
+    host_ports = [int(binding["HostPort"]) for bindings in ports.values() for binding in bindings]
+    assert all(32768 <= port <= 60999 for port in host_ports), host_ports
     assert http_passwd(daemon, "127.0.0.1", int(ports["80/tcp"][0]["HostPort"]))
 
 
@@ -295,6 +363,56 @@ def test_udp_port_answers_through_the_userland_proxy(daemon):
     assert udp_echo(daemon, "127.0.0.1", port) == "echo:ping"
 
 
+def test_port_range_publishes_each_port(daemon):
+    first = next_port()
+    second = next_port()
+    cid = start(daemon, "-p", "127.0.0.1:%d-%d:80-81" % (first, second), *SLEEP)
+    assert out(daemon.docker("port", cid, "80")) == "127.0.0.1:%d" % first
+    assert out(daemon.docker("port", cid, "81")) == "127.0.0.1:%d" % second
+    assert {("tcp", first), ("tcp", second)} <= listeners(daemon)
+
+
+def test_a_stopped_container_publishes_again_when_started(daemon):
+    port = next_port()
+    cid = start(daemon, "-p", "127.0.0.1:%d:80" % port, *HTTPD)
+    assert http_passwd(daemon, "127.0.0.1", port)
+    daemon.docker("stop", "-t", "0", cid)
+    assert wait_until(lambda: ("tcp", port) not in listeners(daemon))
+    daemon.docker("start", cid)
+    assert http_passwd(daemon, "127.0.0.1", port)
+
+
+def test_proxy_reaches_a_published_port_from_another_container(daemon):
+    port = next_port()
+    start(daemon, "-p", "%d:80" % port, *HTTPD)
+    assert http_passwd(daemon, "127.0.0.1", port)
+    body = out(wget_from(daemon, url="http://%s:%d/passwd" % (gateway_of(daemon), port)))
+    assert PASSWD_LINE in body
+
+
+def test_all_addresses_binding_answers_on_ipv6_loopback(daemon):
+    if in_netns_text(daemon, "cat", "/proc/sys/net/ipv6/conf/lo/disable_ipv6") != "0":
+        pytest.skip("IPv6 is disabled in new network namespaces here")
+    port = next_port()
+    start(daemon, "-p", "%d:80" % port, *HTTPD)
+    assert http_passwd(daemon, "[::1]", port)
+
+
+def test_disconnecting_the_published_network_withdraws_its_ports(daemon):
+    port = next_port()
+    cid = start(daemon, "-p", "%d:80" % port, *HTTPD)
+    assert http_passwd(daemon, "127.0.0.1", port)
+    daemon.docker("network", "disconnect", "bridge", cid)
+    # its address went back to the pool: the next container may get it, and must not get the
+    # traffic of a port it never published (dockerd releases the ports with the endpoint)
+    newcomer = start(daemon, "busybox", "sh", "-c", "echo newcomer > /tmp/who; exec httpd -f -p 80 -h /tmp")
+    assert http_get(daemon, "http://%s/who" % ip_of(daemon, newcomer)) == "newcomer\n"
+    for host in ("127.0.0.1", gateway_of(daemon)):
+        assert http_get(daemon, "http://%s:%d/who" % (host, port), patience=0) is None, host
+    assert ("tcp", port) not in listeners(daemon)
+    assert not any(str(port) in line for line in iptables_rules(daemon))
+
+
 # -- DNAT alone: a daemon without the userland proxy ---------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -325,6 +443,23 @@ def test_udp_answers_through_dnat_without_the_proxy(dnat_daemon):
     assert udp_echo(dnat_daemon, gateway_of(dnat_daemon), port) == "echo:ping"
 
 
+def test_dnat_reaches_a_published_port_from_another_container(dnat_daemon):
+    port = next_port()
+    start(dnat_daemon, "-p", "%d:80" % port, *HTTPD)
+    gateway = gateway_of(dnat_daemon)
+    assert http_passwd(dnat_daemon, gateway, port)
+    assert PASSWD_LINE in out(wget_from(dnat_daemon, url="http://%s:%d/passwd" % (gateway, port)))
+
+
+def test_dnat_reaches_a_container_on_a_user_network(dnat_daemon):
+    port = next_port()
+    dnat_daemon.docker("network", "create", "dnet")
+    start(dnat_daemon, "--network", "dnet", "-p", "%d:80" % port, *HTTPD)
+    assert ("tcp", port) not in listeners(dnat_daemon)
+    assert http_passwd(dnat_daemon, gateway_of(dnat_daemon, "dnet"), port)
+    assert http_passwd(dnat_daemon, "127.0.0.1", port)
+
+
 # == links =====================================================================================
 
 @pytest.fixture
@@ -334,8 +469,8 @@ def linked_web(daemon):
     return cid, ip_of(daemon, cid)
 
 
-def link_env(daemon, *args):
-    result = run_rm(daemon, "--name", "lparent", "--link", "lweb:db", *args, "busybox", "env")
+def link_env(daemon):
+    result = run_rm(daemon, "--name", "lparent", "--link", "lweb:db", "busybox", "env")
     return set(out(result).splitlines())
 
 
@@ -394,9 +529,9 @@ def test_link_to_a_stopped_container_is_refused_at_start_leaving_nothing(daemon)
                            "--link", "lstopped:s", *HTTPD, check=False)
     assert result.returncode != 0
     assert "Cannot link to a non running container: /lstopped AS /lparent/s" in err(result)
-    after = snapshot(daemon)
-    assert (after["rules"], after["links"], after["listeners"]) == \
-        (before["rules"], before["links"], before["listeners"])
+    expected = dict(before, edges=link_edges(daemon))  # the created container keeps its link
+    assert len(expected["edges"]) == 1
+    assert settled(daemon, expected) == expected
     assert not inspect(daemon, "lparent")["State"]["Running"]
     start(daemon, "-p", "127.0.0.1:%d:80" % port, *HTTPD)  # the host port was given back
     assert http_passwd(daemon, "127.0.0.1", port)
@@ -427,6 +562,15 @@ def test_icc_false_link_opens_exactly_the_exposed_port(icc_daemon):
     linked = ("--link", "icc-child:c")
     assert PASSWD_LINE in out(wget_from(icc_daemon, *linked, url="http://c:80/passwd"))
     assert wget_from(icc_daemon, *linked, url="http://c:81/passwd", check=False).returncode != 0
+
+
+def test_icc_false_link_rules_go_when_the_parent_stops(icc_daemon):
+    start(icc_daemon, "--name", "icc-child2", "--expose", "80", *HTTPD)
+    before = iptables_rules(icc_daemon)
+    parent = start(icc_daemon, "--link", "icc-child2:c", *SLEEP)
+    assert iptables_rules(icc_daemon) != before
+    icc_daemon.docker("rm", "-f", parent)
+    assert wait_until(lambda: iptables_rules(icc_daemon) == before)
 
 
 # == user networks =============================================================================
@@ -481,6 +625,41 @@ def test_an_alias_shared_by_two_containers_answers_round_robin(daemon):
     assert set(firsts) == members  # each address comes first in turn
 
 
+def test_user_network_leaves_the_top_level_address_empty(daemon):
+    daemon.docker("network", "create", "unet")
+    cid = start(daemon, "--network", "unet", *SLEEP)
+    settings = settings_of(daemon, cid)
+    # dockerd fills the top-level fields for the default bridge only (wire.md 19-inspect)
+    assert (settings["IPAddress"], settings["Gateway"], settings["MacAddress"]) == ("", "", "")
+    entry = settings["Networks"]["unet"]
+    assert entry["IPAddress"] and entry["Aliases"] == [cid[:12]]
+
+
+def test_network_connect_with_alias_and_ip_on_a_running_container(daemon):
+    daemon.docker("network", "create", "--subnet", "10.81.0.0/24", "unet")
+    cid = start(daemon, "--name", "roamer", *HTTPD)
+    daemon.docker("network", "connect", "--alias", "roaming", "--ip", "10.81.0.50", "unet", "roamer")
+    assert addresses_inside(daemon, cid)["eth1"] == "10.81.0.50/24"
+    entry = settings_of(daemon, cid)["Networks"]["unet"]
+    assert entry["IPAMConfig"] == {"IPv4Address": "10.81.0.50"}
+    assert "roaming" in entry["Aliases"]
+    assert PASSWD_LINE in out(wget_from(daemon, "--network", "unet", url="http://roaming/passwd"))
+
+
+def test_link_on_a_user_network_resolves_the_alias(daemon):
+    daemon.docker("network", "create", "unet")
+    start(daemon, "--network", "unet", "--name", "uweb", *HTTPD)
+    body = out(wget_from(daemon, "--network", "unet", "--link", "uweb:backend", url="http://backend/passwd"))
+    assert PASSWD_LINE in body
+
+
+def test_a_renamed_container_resolves_by_its_new_name(daemon):
+    daemon.docker("network", "create", "unet")
+    start(daemon, "--network", "unet", "--name", "oldname", *HTTPD)
+    daemon.docker("rename", "oldname", "newname")
+    assert PASSWD_LINE in out(wget_from(daemon, "--network", "unet", url="http://newname/passwd"))
+
+
 def test_two_user_networks_are_isolated_from_each_other(daemon):
     daemon.docker("network", "create", "unet-a")
     daemon.docker("network", "create", "unet-b")
@@ -511,9 +690,7 @@ def test_subnet_gateway_and_ip_range_shape_the_addresses(daemon):
     assert (entry["Gateway"], entry["IPPrefixLen"]) == ("10.77.0.254", 24)
     assert "default via 10.77.0.254 dev eth0" in exec_out(daemon, cid, "ip", "route")
     bridge_name = "br-" + network_inspect(daemon, "unet")["Id"][:12]
-    bridge_address = out(subprocess.run(daemon.in_netns("ip", "-o", "-4", "addr", "show", bridge_name),
-                                        stdout=subprocess.PIPE, check=True))
-    assert "inet 10.77.0.254/24" in bridge_address
+    assert "inet 10.77.0.254/24" in in_netns_text(daemon, "ip", "-o", "-4", "addr", "show", bridge_name)
 
 
 def test_ip_flag_gives_the_container_that_address(daemon):
@@ -538,14 +715,10 @@ def test_bridge_name_option_names_the_linux_bridge(daemon):
     assert "pydtest0" not in link_names(daemon)
 
 
-def network_names(daemon, *filters):
-    return out(daemon.docker("network", "ls", "--format", "{{.Name}}", *filters)).splitlines()
-
-
 def test_network_ls_filters_by_label(daemon):
     daemon.docker("network", "create", "--label", "env=a", "unet-a")
     daemon.docker("network", "create", "--label", "env=b", "unet-b")
-    assert daemon.docker("network", "inspect", "-f", "{{json .Labels}}", "unet-a").stdout.strip() == b'{"env":"a"}'
+    assert network_inspect(daemon, "unet-a")["Labels"] == {"env": "a"}
     assert network_names(daemon, "--filter", "label=env=a") == ["unet-a"]
     assert sorted(network_names(daemon, "--filter", "label=env")) == ["unet-a", "unet-b"]
 
@@ -620,24 +793,36 @@ def test_network_disconnect_a_stopped_container(daemon):
 def test_network_prune_removes_only_unused_networks(daemon):
     daemon.docker("network", "create", "unet-used")
     daemon.docker("network", "create", "unet-unused")
-    daemon.docker("create", "--network", "unet-used", *SLEEP)
+    start(daemon, "--network", "unet-used", *SLEEP)
     result = daemon.docker("network", "prune", "-f")
     assert "unet-unused" in out(result) and "unet-used" not in out(result)
     assert sorted(network_names(daemon)) == ["bridge", "host", "none", "unet-used"]
 
 
 def test_network_events_show_in_docker_events(daemon):
-    since = str(time.time() - 1)
-    daemon.docker("network", "create", "unet")
-    cid = start(daemon, "--network", "unet", *SLEEP)
+    since = str(time.time())
+    daemon.docker("network", "create", "evnet")
+    cid = start(daemon, "--network", "evnet", *SLEEP)
     daemon.docker("rm", "-f", cid)
-    daemon.docker("network", "rm", "unet")
-    wait_for(lambda: "network destroy unet" in events_since(daemon, since, "--filter", "type=network"),
+    daemon.docker("network", "rm", "evnet")
+    wait_for(lambda: "network destroy evnet" in events_since(daemon, since, "--filter", "type=network"),
              what="the destroy event")
-    events = events_since(daemon, since, "--filter", "type=network")
-    unet = [line for line in events if line.endswith(" unet")]
-    assert unet == ["network create unet", "network connect unet", "network disconnect unet",
-                    "network destroy unet"]
+    events = [line for line in events_since(daemon, since, "--filter", "type=network")
+              if line.endswith(" evnet")]
+    # dockerd: the endpoint is made (connect) as the container starts, and goes as it dies
+    assert events == ["network create evnet", "network connect evnet", "network disconnect evnet",
+                      "network destroy evnet"]
+
+
+def test_network_connect_and_disconnect_commands_show_in_docker_events(daemon):
+    daemon.docker("network", "create", "evnet")
+    cid = start(daemon, *SLEEP)
+    since = str(time.time())
+    daemon.docker("network", "connect", "evnet", cid)
+    daemon.docker("network", "disconnect", "evnet", cid)
+    result = daemon.docker("events", "--since", since, "--until", str(time.time() + 1), "--filter",
+                           "network=evnet", "--format", "{{.Action}} {{.Actor.Attributes.container}}")
+    assert out(result).splitlines() == ["connect " + cid, "disconnect " + cid]
 
 
 # == bad input: a clear error and nothing half made =============================================
@@ -679,9 +864,17 @@ def test_host_port_held_by_another_program_is_refused(daemon):
         assert settled(daemon, before) == before
 
 
-def test_unknown_network_is_refused(daemon):
-    assert "network nonet not found" in refused(daemon, "run", "-d", "--network", "nonet", *SLEEP)
-    assert out(daemon.docker("ps", "-aq")) == ""
+def test_unknown_network_is_refused_at_run(daemon):
+    before = snapshot(daemon)
+    message = refused(daemon, "run", "-d", "--network", "nonet", *SLEEP)
+    # a 404 from create makes the CLI pull the image: the error must come from elsewhere
+    assert "Unable to find image" not in message
+    assert "network nonet not found" in message
+    assert settled(daemon, before) == before
+    assert out(daemon.docker("ps", "-q")) == ""
+
+
+def test_unknown_network_is_refused_by_the_network_commands(daemon):
     daemon.docker("create", "--name", "roamer", *SLEEP)
     assert "network nonet not found" in refused(daemon, "network", "connect", "nonet", "roamer")
     assert "network nonet not found" in refused(daemon, "network", "inspect", "nonet")
@@ -738,11 +931,55 @@ def test_ip_on_the_default_bridge_is_refused(daemon):
     assert "user specified IP address is supported on user defined networks only" in message
 
 
+def test_an_exhausted_subnet_is_refused_leaving_nothing(daemon):
+    daemon.docker("network", "create", "--subnet", "10.95.0.0/30", "unet")  # .1 gateway, .2 alone
+    start(daemon, "--network", "unet", *SLEEP)
+    before = snapshot(daemon)
+    message = refused(daemon, "run", "-d", "--network", "unet", "-p", "%d:80" % next_port(), *HTTPD)
+    assert "no available IPv4 addresses on this network's address pools" in message
+    assert settled(daemon, before) == before
+
+
+def test_a_duplicate_network_name_is_refused(daemon):
+    daemon.docker("network", "create", "unet")
+    before = snapshot(daemon)
+    assert "network with name unet already exists" in refused(daemon, "network", "create", "unet")
+    assert snapshot(daemon) == before
+    assert network_names(daemon).count("unet") == 1
+
+
+@pytest.mark.parametrize("name", ["bridge", "host", "none"])
+def test_a_predefined_network_cannot_be_removed(daemon, name):
+    message = refused(daemon, "network", "rm", name)
+    assert "%s is a pre-defined network and cannot be removed" % name in message
+
+
+def test_connecting_a_container_twice_is_refused(daemon):
+    daemon.docker("network", "create", "unet")
+    cid = start(daemon, "--name", "roamer", "--network", "unet", *SLEEP)
+    before = snapshot(daemon)
+    message = refused(daemon, "network", "connect", "unet", "roamer")
+    assert "endpoint with name roamer already exists in network unet" in message
+    assert snapshot(daemon) == before
+    assert set(addresses_inside(daemon, cid)) == {"eth0"}
+
+
+def test_a_link_from_the_bridge_to_a_user_network_container_is_refused(daemon):
+    daemon.docker("network", "create", "unet")
+    start(daemon, "--name", "elsewhere", "--network", "unet", *SLEEP)
+    before = snapshot(daemon)
+    message = refused(daemon, "run", "-d", "--link", "elsewhere:e", *SLEEP)
+    assert "Cannot link to /elsewhere, as it does not belong to the default network" in message
+    expected = dict(before, edges=link_edges(daemon))  # the created container keeps its link
+    assert settled(daemon, expected) == expected
+
+
 def test_boot_without_the_iptables_binary_fails_naming_it(make_daemon):
     booting = make_daemon(start=False, netns=True, env={"PATH": "/usr/bin"})
     booting.start(wait=False)
     assert booting.proc.wait(20) != 0
-    assert "iptables" in booting.log()
+    assert re.search(r"failed to start daemon: Error initializing network controller: .*iptables",
+                     booting.log())
     assert link_names(booting) == ["lo"]  # no docker0 made before the failure
 
 
@@ -762,6 +999,58 @@ def test_default_bridge_skips_a_subnet_a_host_route_uses(make_daemon):
         subprocess.run(["ip", "-n", booting.netns] + command, check=True)
     booting.start()
     assert network_inspect(booting, "bridge")["IPAM"]["Config"][0]["Subnet"] == "172.18.0.0/16"
+
+
+# -- the daemon's network flags -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tuned_daemon(busybox_archive):  # noqa: F811
+    with network_daemon(busybox_archive, "--bip", "10.200.0.1/24", "--fixed-cidr", "10.200.0.128/25",
+                        "--ip", "127.0.0.1", "--mtu", "1400", "--ip-masq=false") as process:
+        yield process
+
+
+def test_bip_sets_the_default_bridges_address(tuned_daemon):
+    assert network_inspect(tuned_daemon, "bridge")["IPAM"]["Config"][0]["Subnet"] == "10.200.0.0/24"
+    assert "inet 10.200.0.1/24" in in_netns_text(tuned_daemon, "ip", "-o", "-4", "addr", "show", "docker0")
+
+
+def test_fixed_cidr_bounds_container_addresses(tuned_daemon):
+    cid = start(tuned_daemon, *SLEEP)
+    assert ipaddress.ip_address(ip_of(tuned_daemon, cid)) in ipaddress.ip_network("10.200.0.128/25")
+    assert settings_of(tuned_daemon, cid)["Gateway"] == "10.200.0.1"
+
+
+def test_mtu_flag_sets_eth0s_mtu(tuned_daemon):
+    assert " mtu 1400 " in out(run_rm(tuned_daemon, "busybox", "ip", "-o", "link", "show", "eth0"))
+
+
+def test_ip_flag_is_the_default_bind_address(tuned_daemon):
+    port = next_port()
+    cid = start(tuned_daemon, "-p", "%d:80" % port, *HTTPD)
+    assert out(tuned_daemon.docker("port", cid, "80")) == "127.0.0.1:%d" % port
+    assert http_passwd(tuned_daemon, "127.0.0.1", port)
+    assert not http_passwd(tuned_daemon, "10.200.0.1", port, patience=0)
+
+
+def test_ip_masq_false_leaves_out_the_masquerade_rule(tuned_daemon):
+    rules = iptables_rules(tuned_daemon)
+    assert "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER" in rules  # iptables is on
+    assert not any("MASQUERADE" in line and "10.200.0.0/24" in line for line in rules)
+
+
+def test_b_uses_an_existing_bridge_and_never_deletes_it(busybox_archive, make_daemon):  # noqa: F811
+    booting = make_daemon("-b", "pydbr0", start=False, netns=True)
+    booting.make_netns()
+    for command in (["link", "add", "pydbr0", "type", "bridge"],
+                    ["addr", "add", "10.201.0.1/24", "dev", "pydbr0"], ["link", "set", "pydbr0", "up"]):
+        subprocess.run(["ip", "-n", booting.netns] + command, check=True)
+    booting.start()
+    load_image(booting, busybox_archive)
+    result = run_rm(booting, "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
+    assert re.search(r"inet 10\.201\.0\.\d+/24", out(result)), out(result)
+    assert booting.stop() == 0
+    assert "pydbr0" in link_names(booting)
 
 
 # == lifecycle: nothing left behind, and a restart ============================================
@@ -787,22 +1076,45 @@ def test_sigterm_with_no_containers_leaves_nothing_of_the_daemon(busybox_archive
     assert daemon_rules(iptables_rules(fresh)) == []
     assert listeners(fresh) == set()
 
+def test_user_networks_survive_a_daemon_restart(busybox_archive, make_daemon):  # noqa: F811
+    fresh = make_daemon(netns=True)
+    load_image(fresh, busybox_archive)
+    fresh.docker("network", "create", "--subnet", "10.202.0.0/24", "unet")
+    kept = network_inspect(fresh, "unet")
+    assert fresh.stop() == 0
+    assert link_names(fresh) == ["lo"]
+    fresh.start()
+    again = network_inspect(fresh, "unet")
+    assert (again["Id"], again["IPAM"]) == (kept["Id"], kept["IPAM"])
+    assert "br-" + kept["Id"][:12] in link_names(fresh)
+    start(fresh, "--network", "unet", "--name", "uweb", *HTTPD)
+    assert PASSWD_LINE in out(wget_from(fresh, "--network", "unet", url="http://uweb/passwd"))
+    remove_all_containers(fresh)
+
+
 
 @pytest.fixture(scope="module")
 def restarted(busybox_archive):  # noqa: F811
-    """A daemon killed with kill -9 while a published container (and one on a user network)
-    ran, then started again; what it looked like before the kill."""
+    """A daemon killed with kill -9 while published containers (and one on a user network)
+    ran, then started again; one of them was killed too while the daemon was down. What it
+    looked like before the kill comes along."""
     with network_daemon(busybox_archive) as process:
-        proxy_port, dnat_port = next_port(), next_port()
+        proxy_port, dnat_port, brief_port = next_port(), next_port(), next_port()
         web = start(process, "--name", "web", "-p", "127.0.0.1:%d:80" % proxy_port,
                     "-p", "%d:80" % dnat_port, *HTTPD)
+        brief = start(process, "--name", "brief", "-p", "%d:80" % brief_port, *HTTPD)
         process.docker("network", "create", "unet")
         start(process, "--name", "uweb", "--network", "unet", *HTTPD)
         assert http_passwd(process, "127.0.0.1", proxy_port)
-        before = {"ip": ip_of(process, web), "rules": iptables_rules(process),
-                  "proxy_port": proxy_port, "dnat_port": dnat_port, "web": web}
+        assert http_passwd(process, "127.0.0.1", brief_port)
+        before = {"ip": ip_of(process, web), "rules": iptables_rules(process), "links": link_names(process),
+                  "proxy_port": proxy_port, "dnat_port": dnat_port, "web": web,
+                  "brief_ip": ip_of(process, brief), "brief_port": brief_port,
+                  "brief_veth": "veth" + settings_of(process, brief)["EndpointID"][:7]}
+        brief_pid = inspect(process, brief)["State"]["Pid"]
         process.proc.send_signal(signal.SIGKILL)
         process.proc.wait(10)
+        os.kill(brief_pid, signal.SIGKILL)  # it dies while no daemon watches
         process.start()
         yield process, before
 
@@ -827,10 +1139,25 @@ def test_restart_after_kill_gives_a_new_container_another_ip(restarted):
 
 
 def test_restart_after_kill_duplicates_no_rule(restarted):
-    process, before = restarted
+    process, _ = restarted
     rules = iptables_rules(process)
     assert [line for line in set(rules) if rules.count(line) > 1 and line.startswith("-A")] == []
-    assert rules == before["rules"]
+
+
+def test_restart_after_kill_keeps_the_running_containers_rules(restarted):
+    process, before = restarted
+    kept = [line for line in before["rules"] if before["brief_ip"] not in line]
+    assert iptables_rules(process) == kept
+
+
+def test_a_container_that_died_while_the_daemon_was_down_leaves_nothing(restarted):
+    process, before = restarted
+    wait_for(lambda: not inspect(process, "brief")["State"]["Running"], what="brief to be seen dead")
+    assert wait_until(lambda: ("tcp", before["brief_port"]) not in listeners(process))
+    assert not any(before["brief_ip"] in line for line in iptables_rules(process))
+    assert before["brief_veth"] in before["links"]
+    assert before["brief_veth"] not in link_names(process)
+    assert settings_of(process, "brief")["IPAddress"] == ""
 
 
 def test_restart_after_kill_keeps_names_resolving_on_user_networks(restarted):
@@ -861,7 +1188,7 @@ services:
   client:
     image: busybox
     depends_on: [web]
-    command: sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do wget -T 2 -qO- http://web/passwd && exit 0; sleep 0.3; done; exit 1'
+    command: sh -c 'for i in $$(seq 10); do wget -qO- http://web/passwd && exit 0; sleep 0.3; done; exit 1'
 """
 
 

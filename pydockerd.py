@@ -3760,30 +3760,36 @@ def setup_logging(config):
 
 
 def start_listeners(daemon):
-    """serveapi: one listener per -H, each serving in its own thread."""
+    """serveapi: one listener per -H, each serving in its own thread. If one cannot listen,
+    those already bound are closed (their unix sockets removed) before the error goes up."""
     servers = []
     tls_context = make_tls_context(daemon.config)
     try:
         for host in daemon.config.hosts:
-            proto, address = parse_host(host)
-            if proto == "unix":
-                server = UnixAPIServer(address, daemon.config.group, daemon)
-            else:
-                if tls_context is None:
-                    log.warning("Binding to IP address without --tlsverify is insecure and gives "
-                                "root access on this machine to everyone who has access to your "
-                                "network.")
-                server = TCPAPIServer(address, tls_context, daemon)
-            servers.append(server)
+            servers.append(open_listener(daemon, host, tls_context))
             log.info("API listen on %s", host)
-    except OSError as err:
+    except BaseException:
         close_listeners(servers)
-        raise ConfigError("Error starting daemon: can't listen on %s: %s" % (host, err))
+        raise
     for server in servers:
         server.serving = True
         threading.Thread(target=server.serve_forever, name="api " + str(server.server_address),
                          daemon=True).start()
     return servers
+
+
+def open_listener(daemon, host, tls_context):
+    """The bound, listening server for one -H; ConfigError if it cannot be."""
+    proto, address = parse_host(host)
+    try:
+        if proto == "unix":
+            return UnixAPIServer(address, daemon.config.group, daemon)
+        if tls_context is None:
+            log.warning("Binding to IP address without --tlsverify is insecure and gives root "
+                        "access on this machine to everyone who has access to your network.")
+        return TCPAPIServer(address, tls_context, daemon)
+    except OSError as err:
+        raise ConfigError("Error starting daemon: can't listen on %s: %s" % (host, err)) from None
 
 
 def stop_accepting(servers):

@@ -505,7 +505,7 @@ def new_daemon(config, registry_service, fork_server):
         verify_log_driver(config)
         configure_kernel_security_support(config, daemon.driver.name)
         daemon.repository = make_containers_dir(config)
-        daemon.graph = init_graph(config, daemon.driver)
+        daemon.graph = init_graph(config, daemon)
         configure_volumes(config)
         daemon.id = load_daemon_id(config)
         init_trust_store(config)
@@ -693,13 +693,29 @@ def make_containers_dir(config):
 
 
 @boot_step
-def init_graph(config, driver):
+def init_graph(config, daemon):
     """graph.NewGraph: the image store under <root>/graph, on top of the graph driver.
 
     Images and layers are loaded from disk here; tags and events are joined to the graph
-    later in the boot (init_tag_store), in the order Docker 1.8.2 built them.
+    later in the boot (init_tag_store), in the order Docker 1.8.2 built them. The graph asks
+    the daemon's containers which images they use, so `docker rmi` and `image prune` never
+    delete an image under a container (the containers are loaded later, before any request).
     """
-    return graph_store.Graph(config.root, driver, tagstore=None, docker_version=VERSION)
+    return graph_store.Graph(config.root, daemon.driver, None,
+                             image_in_use=functools.partial(container_using_image, daemon),
+                             image_running=functools.partial(container_using_image, daemon,
+                                                             running=True),
+                             docker_version=VERSION)
+
+
+def container_using_image(daemon, image_id, running=False):
+    """containers.First(using): the ID of a container made from the image (with `running`, of
+    one that runs or is about to run again), or None."""
+    for container in daemon.containers.all():
+        if container.image_id == image_id and (not running or container.running or
+                                               container.restarting):
+            return container.id
+    return None
 
 
 @boot_step
@@ -3317,9 +3333,10 @@ def inspect_container(daemon, container, size=False):
 
 
 def container_sizes(daemon, container):
-    image = daemon.graph.lookup(container.image_id)
+    """SizeRw and SizeRootFs, from the layers alone: the image may be gone (`rmi -f`)."""
     size_rw = daemon.graph.rw_layer_size(container.id)
-    return {"SizeRw": size_rw, "SizeRootFs": size_rw + image.size}
+    return {"SizeRw": size_rw,
+            "SizeRootFs": size_rw + daemon.graph.rw_layer_parent_size(container.id)}
 
 
 def container_mounts(container):

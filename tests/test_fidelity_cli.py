@@ -1,0 +1,62 @@
+"""What real clients found wrong (issue 9), each checked the way a client sees it.
+
+The docker CLI where it shows the behaviour, raw HTTP where it hides it (an exec started with
+another Tty than it was created with, an attach that asks for the log only, the load of
+something that is no archive). One daemon for the module, as in test_containers_cli.py.
+"""
+import os
+
+import pytest
+
+from conftest import build_busybox_rootfs
+# Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
+from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
+from containers_support import err, inspect, out, run_detached, write_docker_archive
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+# -- 1. rmi and prune never delete an image a container uses --------------------------------
+
+@pytest.fixture
+def own_image(daemon, tmp_path):  # noqa: F811
+    """bb:1, an image of its own (busybox's layer, another config: `sleep 30`), the only
+    reference to it; removed again afterwards."""
+    rootfs = build_busybox_rootfs(str(tmp_path / "rootfs"))
+    archive = write_docker_archive(rootfs, str(tmp_path / "bb.tar"), "bb:1", cmd=("sleep", "30"))
+    daemon.docker("load", "-i", archive)
+    image_id = out(daemon.docker("image", "inspect", "--format", "{{.Id}}", "bb:1"))
+    yield image_id
+    daemon.docker("rmi", "-f", image_id, check=False)
+
+
+def test_rmi_refuses_to_untag_an_image_a_container_uses(daemon, own_image):
+    cid = out(daemon.docker("create", "--name", "c1", "--network", "none", "bb:1", "true"))
+    result = daemon.docker("rmi", "bb:1", check=False)
+    assert result.returncode == 1
+    assert err(result) == (
+        'Error response from daemon: conflict: unable to remove repository reference "bb:1" '
+        '(must force) - container %s is using its referenced image %s' % (cid[:12], own_image[7:19]))
+    daemon.docker("create", "--name", "keeper", "--network", "none", "busybox", "true")
+    daemon.docker("image", "prune", "-a", "-f")   # keeps every image in use: busybox too
+    assert out(daemon.docker("images", "-q", "bb:1")) == own_image[7:19]
+    assert inspect(daemon, "c1")["Image"] == own_image
+
+
+def test_rmi_force_cannot_delete_an_image_a_running_container_uses(daemon, own_image):
+    cid = run_detached(daemon, "bb:1")
+    result = daemon.docker("rmi", "-f", own_image, check=False)
+    assert result.returncode == 1
+    assert err(result) == ("Error response from daemon: conflict: unable to delete %s (cannot be "
+                           "forced) - image is being used by running container %s"
+                           % (own_image[7:19], cid[:12]))
+    assert out(daemon.docker("images", "-q", "bb:1")) == own_image[7:19]
+
+
+def test_rmi_force_with_a_stopped_container_leaves_the_container_whole(daemon, own_image):
+    daemon.docker("create", "--name", "c1", "--network", "none", "bb:1", "echo", "still here")
+    removed = out(daemon.docker("rmi", "-f", "bb:1")).splitlines()
+    assert removed[0] == "Untagged: bb:1"   # dockerd: a stopped container is a soft conflict
+    listed = out(daemon.docker("ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"))
+    assert listed.startswith("c1 ")
+    assert out(daemon.docker("start", "-a", "c1")) == "still here"

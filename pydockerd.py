@@ -1421,6 +1421,7 @@ def validate_host_config(host_config):
         parse_bind(bind)
     for mount in host_config.get("Mounts") or []:
         parse_mount(mount)
+    check_bind_sources(host_config)
     for destination in (host_config.get("Tmpfs") or {}):
         check_mount_destination(destination)
     try:
@@ -1508,16 +1509,17 @@ def parse_bind(spec):
 
 
 def parse_mount(mount):
-    """--mount type=bind|tmpfs: the same mounts in the structured form."""
+    """--mount type=bind|tmpfs: the same mounts in the structured form. Only the form is
+    checked here: whether a bind source exists is a question of the moment
+    (check_bind_sources), and listing a container must never depend on it."""
     if not isinstance(mount, dict):
         raise InvalidParameter("invalid mount config")
     kind, target = mount.get("Type"), mount.get("Target") or ""
     check_mount_destination(target, kind)
     if kind == "bind":
         source = mount.get("Source") or ""
-        if not os.path.isabs(source) or not os.path.exists(source):
-            raise InvalidParameter('invalid mount config for type "bind": bind source path does '
-                                   'not exist: %s' % source)
+        if not os.path.isabs(source):
+            raise bind_source_missing(source)
         return execdriver.Mount(destination=target, source=source, readonly=bool(mount.get("ReadOnly")))
     if kind == "tmpfs":
         options = mount.get("TmpfsOptions") or {}
@@ -1527,6 +1529,19 @@ def parse_mount(mount):
         return execdriver.Mount(destination=target, type="tmpfs", data=data)
     raise InvalidParameter('invalid mount config: mount type "%s" is not supported by pydockerd yet'
                            % kind)
+
+
+def check_bind_sources(host_config):
+    """A `--mount type=bind` source must exist (`-v` creates a missing one instead): checked at
+    create and again at every start, because the directory may go in between."""
+    for mount in host_config.get("Mounts") or []:
+        if mount.get("Type") == "bind" and not os.path.exists(mount.get("Source") or ""):
+            raise bind_source_missing(mount.get("Source") or "")
+
+
+def bind_source_missing(source):
+    return InvalidParameter('invalid mount config for type "bind": bind source path does not '
+                            'exist: %s' % source)
 
 
 def check_mount_destination(destination, kind="bind"):
@@ -1577,6 +1592,7 @@ def start_container(daemon, container, restart=False):
         if container.removing or container.dead or container.removed:
             raise errdefs.Conflict("Container %s is marked for removal and cannot be started"
                                    % container.id)
+        check_bind_sources(container.host_config)
         container.manually_stopped = False
         rootfs = daemon.graph.mount_rw_layer(container.id)
         try:

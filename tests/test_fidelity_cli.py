@@ -60,3 +60,20 @@ def test_rmi_force_with_a_stopped_container_leaves_the_container_whole(daemon, o
     listed = out(daemon.docker("ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"))
     assert listed.startswith("c1 ")
     assert out(daemon.docker("start", "-a", "c1")) == "still here"
+
+
+# -- 2. listing never validates a container's mounts ----------------------------------------
+
+def test_ps_and_system_df_survive_a_bind_source_that_is_gone(daemon, tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    daemon.docker("create", "--name", "m1", "--network", "none", "--mount", "type=bind,source=%s,target=/x" % source,
+                  "busybox", "true")
+    source.rmdir()
+    assert out(daemon.docker("ps", "-a", "--format", "{{.Names}}")) == "m1"
+    daemon.docker("system", "df")
+    assert inspect(daemon, "m1")["Mounts"][0]["Source"] == str(source)
+    result = daemon.docker("start", "m1", check=False)
+    assert result.returncode == 1
+    assert err(result).splitlines()[0] == ('Error response from daemon: invalid mount config for type "bind": bind '
+                           'source path does not exist: %s' % source)

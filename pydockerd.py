@@ -1823,13 +1823,37 @@ def unix_seconds(timestamp):
     return logger.parse_time(timestamp) / 1e9
 
 
-def kill_container(daemon, container, signum, manual=True):
-    """daemon.Kill / killWithSignal: signal the process through its monitor."""
+# How long `docker kill` waits for the exit that SIGKILL brings (dockerd: twice 2 s).
+KILL_TIMEOUT = 10.0
+STOP_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+
+
+def kill_container(daemon, container, signum):
+    """daemon.ContainerKill (`docker kill`): signal the process. With SIGKILL, the default, it
+    returns only once the process is gone, as dockerd's Kill does: an inspect right after says
+    not running, exit code 137, and a `docker rm` right after succeeds."""
+    kill_with_signal(daemon, container, signum)
+    if signum == signal.SIGKILL and not wait_stopped(container, KILL_TIMEOUT):
+        raise errdefs.System("tried to kill container, but did not receive an exit event")
+
+
+def kill_with_signal(daemon, container, signum):
+    """daemon.killWithSignal: signal the process through its monitor.
+
+    A stop signal (KILL, TERM, INT) is a manual stop: the restart policy leaves the container
+    down. A container waiting out its restart delay has no process to signal; a stop signal
+    just cancels the restart.
+    """
     with container.cond:
         monitor = container.monitor
+        if container.restarting and not container.running and signum in STOP_SIGNALS:
+            container.manually_stopped, container.restarting = True, False
+            container.to_disk()
+            container.cond.notify_all()
+            return
         if not container.running or monitor is None:
             raise errdefs.Conflict("Container %s is not running" % container.id)
-        if manual and signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+        if signum in STOP_SIGNALS:
             container.manually_stopped = True
             container.restarting = False
     try:
@@ -1853,24 +1877,77 @@ def wait_stopped(container, timeout):
 
 
 def stop_container(daemon, container, timeout=10):
-    """daemon.containerStop: the stop signal, `timeout` seconds of grace, then SIGKILL."""
-    if not container.running:
+    """daemon.containerStop: the stop signal, `timeout` seconds of grace, then SIGKILL. A
+    container waiting to restart is stopped by cancelling the restart."""
+    if not (container.running or container.restarting):
         raise errdefs.NotModified("container already stopped")
     container.manually_stopped = True
     stop_signal = parse_signal(container.config.get("StopSignal") or "SIGTERM")
     try:
-        kill_container(daemon, container, stop_signal)
+        kill_with_signal(daemon, container, stop_signal)
     except errdefs.Conflict:
         pass  # it exited meanwhile
     if not wait_stopped(container, timeout):
         log.info("Container %s failed to exit within %d seconds of signal %d - using the force",
                  container.id[:12], timeout, stop_signal)
         try:
-            kill_container(daemon, container, signal.SIGKILL)
+            kill_with_signal(daemon, container, signal.SIGKILL)
         except errdefs.Conflict:
             pass
         wait_stopped(container, None)
     daemon.events.log("container", "stop", container.id, container.event_attributes())
+
+
+def restart_container(daemon, container, timeout=10):
+    """daemon.ContainerRestart: stop it if it runs, start it again, say so."""
+    try:
+        stop_container(daemon, container, timeout)
+    except errdefs.NotModified:
+        pass
+    start_container(daemon, container)
+    daemon.events.log("container", "restart", container.id, container.event_attributes())
+
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+def container_wait(container, condition):
+    """daemon.ContainerWait (container/state.go Wait): returns result(cancelled), which blocks
+    until `condition` holds and gives the exit code then (None if cancelled() came first).
+
+    The condition is taken from the moment of this call, as dockerd does:
+      not-running  at once if the container neither runs nor waits to restart, else at its
+                   next exit -- a restart policy may start it again, the wait is over anyway;
+      next-exit    at its next exit (`docker run` waits so before it starts the container);
+      removed      once it is removed (`docker run --rm`).
+    Every condition also ends when the container is removed.
+    """
+    if condition not in WAIT_CONDITIONS:
+        raise InvalidParameter("invalid condition: %s" % condition)
+    with container.cond:
+        exits = container.exits
+        stopped = not (container.running or container.restarting)
+
+    def result(cancelled):
+        with container.cond:
+            while not (container.removed or (condition == "not-running" and stopped) or
+                       (condition != "removed" and container.exits > exits)):
+                container.cond.wait(1.0)
+                if cancelled():
+                    return None
+            return container.exit_code
+    return result
+
+
+def resize_container(daemon, container, height, width):
+    """ContainerResize: the size of the container's terminal."""
+    with container.cond:
+        monitor = container.monitor
+        if not container.running or monitor is None:
+            raise errdefs.Conflict("Container %s is not running" % container.id)
+    monitor.resize(height, width)
+    daemon.events.log("container", "resize", container.id, container.event_attributes(
+        height=str(height), width=str(width)))
 
 
 def remove_container(daemon, container, force=False):
@@ -1906,7 +1983,7 @@ def release_container(daemon, container):
     if container.running:
         container.manually_stopped = True
         try:
-            kill_container(daemon, container, signal.SIGKILL)
+            kill_with_signal(daemon, container, signal.SIGKILL)
         except errdefs.Conflict:
             pass
         wait_stopped(container, None)
@@ -2926,16 +3003,12 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_no_content()
 
     def post_container_restart(self, name):
-        container = self.container(name)
-        if container.running:
-            stop_container(self.daemon, container, self.query_int("t", 10))
-        start_container(self.daemon, container)
-        self.daemon.events.log("container", "restart", container.id, container.event_attributes())
+        restart_container(self.daemon, self.container(name), self.query_int("t", 10))
         self.send_no_content()
 
     def post_container_kill(self, name):
-        container = self.container(name)
-        kill_container(self.daemon, container, parse_signal(self.query_value("signal") or "KILL"))
+        kill_container(self.daemon, self.container(name),
+                       parse_signal(self.query_value("signal") or "KILL"))
         self.send_no_content()
 
     def post_container_rename(self, name):
@@ -2948,12 +3021,9 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
 
     def post_container_wait(self, name):
         """`docker wait`: headers at once, the status code when the condition is met."""
-        condition = self.query_value("condition") or "not-running"
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise InvalidParameter("invalid condition: %s" % condition)
-        container = self.container(name)
+        wait = container_wait(self.container(name), self.query_value("condition") or "not-running")
         self.start_stream()
-        code = wait_for_condition(container, condition, self.client_gone)
+        code = wait(self.client_gone)
         if code is None:
             result = {"Error": {"Message": "context canceled"}, "StatusCode": -1}
         else:
@@ -2972,13 +3042,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json(prune_containers(self.daemon, self.query_filters()))
 
     def post_container_resize(self, name):
-        container = self.container(name)
-        if not container.running or container.monitor is None:
-            raise errdefs.Conflict("Container %s is not running" % container.id)
-        height, width = self.query_int("h"), self.query_int("w")
-        container.monitor.resize(height, width)
-        self.daemon.events.log("container", "resize", container.id, container.event_attributes(
-            height=str(height), width=str(width)))
+        resize_container(self.daemon, self.container(name), self.query_int("h"), self.query_int("w"))
         self.send_no_content(200)
 
     def post_container_attach(self, name):
@@ -3150,20 +3214,6 @@ def exec_failure_message(exec_config, err):
     return message if exec_config.process.tty else stdcopy_frame(1, message)
 
 
-def wait_for_condition(container, condition, client_gone):
-    """`docker wait`: not-running, next-exit or removed; None if the client went away first."""
-    with container.cond:
-        exits = container.exits
-        while True:
-            if condition == "not-running" and not container.running and not container.restarting:
-                return container.exit_code
-            if condition == "next-exit" and container.exits > exits:
-                return container.exit_code
-            if condition == "removed" and container.removed:
-                return container.exit_code
-            container.cond.wait(1.0)
-            if client_gone():
-                return None
 
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q

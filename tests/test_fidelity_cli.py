@@ -4,14 +4,16 @@ The docker CLI where it shows the behaviour, raw HTTP where it hides it (an exec
 another Tty than it was created with, an attach that asks for the log only, the load of
 something that is no archive). One daemon for the module, as in test_containers_cli.py.
 """
+import json
 import os
+import time
 
 import pytest
 
 from conftest import build_busybox_rootfs
 # Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
-from containers_support import err, inspect, out, run_detached, write_docker_archive
+from containers_support import err, inspect, out, run_detached, wait_for, write_docker_archive
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -77,3 +79,33 @@ def test_ps_and_system_df_survive_a_bind_source_that_is_gone(daemon, tmp_path):
     assert result.returncode == 1
     assert err(result).splitlines()[0] == ('Error response from daemon: invalid mount config for type "bind": bind '
                            'source path does not exist: %s' % source)
+
+
+# -- 3. docker kill returns once the container is dead --------------------------------------
+
+def test_kill_returns_once_the_process_is_gone(daemon):
+    for attempt in range(3):
+        name = "k%d" % attempt
+        run_detached(daemon, "--name", name, "busybox", "sleep", "60")
+        assert daemon.request("POST", "/containers/%s/kill" % name).status == 204
+        state = inspect(daemon, name)["State"]
+        assert (state["Running"], state["ExitCode"], state["Status"]) == (False, 137, "exited")
+        assert daemon.request("DELETE", "/containers/%s" % name).status == 204
+
+
+# -- 4. wait returns at the first exit, whatever the restart policy -------------------------
+
+def test_wait_returns_at_the_first_exit_under_restart_always(daemon):
+    run_detached(daemon, "--name", "r1", "--restart", "always", "busybox", "sh", "-c",
+                 "sleep 1; exit 3")
+    started = time.monotonic()
+    assert out(daemon.docker("wait", "r1", timeout=20)) == "3"
+    assert time.monotonic() - started < 15
+    wait_for(lambda: inspect(daemon, "r1")["RestartCount"] >= 1, what="the restart")
+
+
+def test_wait_next_exit_of_a_container_that_restarts(daemon):
+    run_detached(daemon, "--name", "n1", "--restart", "always", "busybox", "sh", "-c",
+                 "sleep 1; exit 4")
+    response = daemon.request("POST", "/containers/n1/wait?condition=next-exit", timeout=20)
+    assert json.loads(response.body) == {"Error": None, "StatusCode": 4}

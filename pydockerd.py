@@ -456,7 +456,7 @@ class Daemon(object):
         self.events = None
         self.linkgraph = None
         self.containers = None
-        self.execs = {}
+        self.execs = ExecStore()
         self.fork_server = None
         self.sysinfo = None
         self.device_cgroup = None  # cgroups.DeviceCgroup; None on a cgroup v2-only host
@@ -1987,9 +1987,6 @@ def release_container(daemon, container):
         except errdefs.Conflict:
             pass
         wait_stopped(container, None)
-    for exec_config in list(daemon.execs.values()):
-        if exec_config.container is container:
-            daemon.execs.pop(exec_config.id, None)
     try:
         daemon.graph.release_rw_layer(container.id)
     except NotFound:
@@ -2176,10 +2173,12 @@ class ExecConfig(object):
         self.detach_keys = request.get("DetachKeys") or ""
         self.console_size = request.get("ConsoleSize")
         self.resized = threading.Event()  # the client has sent its terminal's size
+        self.exited = threading.Event()   # the exit code is recorded
         self.running = False
         self.exit_code = None
         self.pid = 0
         self.monitor = None
+        self.can_remove = False           # marked by the garbage collector (ExecStore.collect)
         self.lock = threading.Lock()
 
     @property
@@ -2187,9 +2186,132 @@ class ExecConfig(object):
         """The action suffix of exec events: `exec_start: sh -c true`."""
         return " ".join(self.process.args)
 
+    @property
+    def listed(self):
+        """Whether its container still lists it (ExecIDs): until it exits, or the container stops."""
+        return self.exit_code is None and self.container.running and not self.container.removed
 
-def start_exec(daemon, exec_config):
-    """daemon.ContainerExecStart: a monitor for the process, in every namespace of the container."""
+
+class ExecStore(object):
+    """The daemon's exec instances by ID (daemon/exec.go execStore), with execCommandGC.
+
+    A record outlives its process, so that `docker exec` can read the exit code afterwards
+    (GET /exec/<id>/json). Docker 1.8.2 collects them every five minutes: a record its
+    container no longer lists (it exited, or the container stopped or went) is marked
+    CanRemove on one pass and dropped on the next, so it stays readable for 5 to 10 minutes.
+    The collector runs only while there are records to look at.
+    """
+
+    GC_INTERVAL = 300.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_id = {}
+        self.collector = None
+
+    def add(self, exec_config):
+        with self.lock:
+            self.by_id[exec_config.id] = exec_config
+            if self.collector is None:
+                self.schedule_collection()
+
+    def get(self, exec_id):
+        with self.lock:
+            found = self.by_id.get(exec_id)
+        if found is None:
+            raise NotFound("No such exec instance: %s" % exec_id)
+        return found
+
+    def listed(self, container):
+        """Container.ExecIDs: the exec instances the container lists now."""
+        with self.lock:
+            return [e.id for e in self.by_id.values() if e.container is container and e.listed]
+
+    def collect(self):
+        """One pass of execCommandGC."""
+        with self.lock:
+            for exec_id, exec_config in list(self.by_id.items()):
+                if exec_config.can_remove:
+                    del self.by_id[exec_id]
+                elif not exec_config.listed:
+                    exec_config.can_remove = True
+            self.collector = None
+            if self.by_id:
+                self.schedule_collection()
+
+    def schedule_collection(self):
+        self.collector = threading.Timer(self.GC_INTERVAL, self.collect)
+        self.collector.daemon = True
+        self.collector.start()
+
+
+def create_exec(daemon, container, request):
+    """daemon.ContainerExecCreate (`docker exec`, first half): record what to run in the
+    running container; nothing runs until start_exec."""
+    if not isinstance(request, dict) or not request.get("Cmd"):
+        raise InvalidParameter("No exec command specified")
+    if not container.running:
+        raise errdefs.Conflict("Container %s is not running" % container.id)
+    exec_config = ExecConfig(container, request)
+    daemon.execs.add(exec_config)
+    daemon.events.log("container", "exec_create: " + exec_config.description, container.id,
+                      container.event_attributes(execID=exec_config.id))
+    return exec_config
+
+
+# What dockerd 20.10 writes into an exec stream when the detach keys end it: the escape error,
+# wrapped twice on its way up (copyEscapable, then ContainerExecStart).
+EXEC_DETACHED_MESSAGE = b"exec attach failed: error on attach stdin: read escape sequence\r\n"
+
+
+def start_exec(daemon, exec_config, detach, tty, hijack):
+    """daemon.ContainerExecStart (`docker exec`, second half): run the process.
+
+    Detached, it starts and the call returns. Attached, hijack() takes over the client's
+    connection and the process's stdio is proxied over it until its output ends; its exit
+    code is recorded before the connection closes, so the client's next inspect sees it.
+
+    The stream's framing follows `tty` of this start request, not the exec's own Tty, as in
+    dockerd: raw bytes with a tty, stdcopy frames without, and clients read it the way they
+    asked. When the process has a terminal, the detach keys (ctrl-p,ctrl-q or the exec's
+    DetachKeys) end the stream with dockerd's escape error and leave the process running.
+    """
+    keys = parse_detach_keys(exec_config.detach_keys) if exec_config.process.tty else None
+    try:
+        monitor = spawn_exec(daemon, exec_config)
+        watch_exec(daemon, exec_config, monitor)
+        if detach:
+            set_console_size(monitor, exec_config.process.tty, exec_config.console_size)
+            monitor.start()
+            return
+    except execdriver.ExecdriverError as err:
+        if detach:
+            raise start_error(err) from None
+        hijack().sendall(stream_frame(exec_failure_message(err), tty))
+        return
+    client = hijack()
+    process = exec_config.process
+    upstream = monitor.attach(stdin=process.open_stdin, stdout=exec_config.attach_stdout,
+                              stderr=exec_config.attach_stderr, stdin_once=True,
+                              multiplexed=not tty)
+    try:
+        if not set_console_size(monitor, process.tty, exec_config.console_size):
+            await_exec_resize(exec_config)
+        monitor.start()
+    except execdriver.ExecdriverError as err:
+        upstream.close()
+        client.sendall(stream_frame(exec_failure_message(err), tty))
+        return
+    outcome = proxy_streams(client, upstream, process.open_stdin, keys)
+    if outcome == DETACHED:
+        client.sendall(stream_frame(EXEC_DETACHED_MESSAGE, tty))
+    elif outcome == OUTPUT_ENDED:
+        exec_config.exited.wait()
+
+
+def spawn_exec(daemon, exec_config):
+    """A monitor for the exec's process, in every namespace of the container, held at its
+    gate; an exec that cannot be set up gets its exit code (126, 127) at once."""
     container = exec_config.container
     with exec_config.lock:
         if exec_config.running or exec_config.exit_code is not None:
@@ -2203,6 +2325,11 @@ def start_exec(daemon, exec_config):
             monitor = daemon.fork_server.spawn_exec_monitor(state_dir, command, exec_config.process,
                                                             container.pid, start=False)
             join_device_cgroup(daemon, container.id, monitor)
+        except execdriver.ExecdriverError as err:
+            exec_config.exit_code = err.exit_code
+            exec_config.exited.set()
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise
         except BaseException:
             shutil.rmtree(state_dir, ignore_errors=True)
             raise
@@ -2212,17 +2339,47 @@ def start_exec(daemon, exec_config):
     return monitor
 
 
+def watch_exec(daemon, exec_config, monitor):
+    """A thread that records the exec's exit code when its process ends (exec_die)."""
+    threading.Thread(target=finish_exec, args=(daemon, exec_config, monitor),
+                     name="exec " + exec_config.id[:12], daemon=True).start()
+
+
 def finish_exec(daemon, exec_config, monitor):
-    """Record the exec's exit code when its process ends (exec_die)."""
     state = monitor.wait(timeout=None)
     with exec_config.lock:
         exec_config.running = False
         exec_config.exit_code = 126 if state.get("exit_code") is None else state["exit_code"]
+    exec_config.exited.set()
     shutil.rmtree(monitor.state_dir, ignore_errors=True)
     container = exec_config.container
     daemon.events.log("container", "exec_die", container.id,
                       container.event_attributes(execID=exec_config.id,
                                                  exitCode=str(exec_config.exit_code)))
+
+
+def resize_exec(exec_config, height, width):
+    """ContainerExecResize: the size of the exec's terminal (the first one lets it start)."""
+    if exec_config.monitor is None or not exec_config.running:
+        raise errdefs.Conflict("Exec %s is not running" % exec_config.id)
+    exec_config.monitor.resize(height, width)
+    exec_config.resized.set()
+
+
+def inspect_exec(exec_config):
+    """GET /exec/{id}/json (ContainerExecInspect); clients read ProcessConfig.tty to choose
+    how to read a stream, and ExitCode once it has ended."""
+    process = exec_config.process
+    process_config = {"tty": process.tty, "entrypoint": process.args[0],
+                      "arguments": process.args[1:], "privileged": process.privileged}
+    if process.user:
+        process_config["user"] = process.user
+    return {"ID": exec_config.id, "Running": exec_config.running,
+            "ExitCode": exec_config.exit_code, "ProcessConfig": process_config,
+            "OpenStdin": process.open_stdin, "OpenStderr": exec_config.attach_stderr,
+            "OpenStdout": exec_config.attach_stdout, "CanRemove": exec_config.can_remove,
+            "ContainerID": exec_config.container.id, "DetachKeys": exec_config.detach_keys,
+            "Pid": exec_config.pid}
 
 
 def restore_container(daemon, container):
@@ -2278,6 +2435,9 @@ def restart_after_boot(daemon, container):
 MAX_JSON_BODY = 16 * 1024 * 1024
 JSON_CONTENT_TYPE = "application/json"
 RAW_STREAM_TYPE = "application/vnd.docker.raw-stream"
+# An exec stream's answer carries these after its own three headers; an attach's does not.
+EXEC_STREAM_HEADERS = (("Api-Version", API_VERSION), ("Docker-Experimental", "false"),
+                       ("Ostype", "linux"), ("Server", SERVER_HEADER))
 VERSION_PATH = re.compile(r"^/v(?P<version>[0-9]+\.[0-9]+)(?P<rest>/.*)$")
 
 
@@ -3116,104 +3276,38 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
 
     # -- exec (api/server/router/container/exec.go) ----------------------------------------
 
-    def exec_config(self, exec_id):
-        exec_config = self.daemon.execs.get(exec_id)
-        if exec_config is None:
-            raise NotFound("No such exec instance: %s" % exec_id)
-        return exec_config
-
     def post_container_exec(self, name):
         """`docker exec`, first half: record what to run; nothing starts until exec start."""
-        container = self.container(name)
-        body = self.read_json()
-        if not isinstance(body, dict) or not body.get("Cmd"):
-            raise InvalidParameter("No exec command specified")
-        if not container.running:
-            raise errdefs.Conflict("Container %s is not running" % container.id)
-        exec_config = ExecConfig(container, body)
-        self.daemon.execs[exec_config.id] = exec_config
-        self.daemon.events.log("container", "exec_create: " + exec_config.description, container.id,
-                               container.event_attributes(execID=exec_config.id))
+        exec_config = create_exec(self.daemon, self.container(name), self.read_json())
         self.send_json({"Id": exec_config.id}, 201)
 
     def post_exec_start(self, exec_id):
-        """Detached: start and answer. Attached: hijack, stream until the process's output ends,
-        record its exit code, then close, so the CLI's next inspect sees the code."""
-        exec_config = self.exec_config(exec_id)
+        """`docker exec`, second half: detached, a 200; attached, the hijacked stream."""
+        exec_config = self.daemon.execs.get(exec_id)
         body = self.read_json() or {}
-        try:
-            monitor = start_exec(self.daemon, exec_config)
-        except execdriver.ExecdriverError as err:
-            self.exec_failed(exec_config, err, detached=body.get("Detach"))
-            return
+        start_exec(self.daemon, exec_config, bool(body.get("Detach")), bool(body.get("Tty")),
+                   functools.partial(self.hijack, EXEC_STREAM_HEADERS))
         if body.get("Detach"):
-            self.release_exec(exec_config, monitor, None)
-            threading.Thread(target=finish_exec, args=(self.daemon, exec_config, monitor),
-                             daemon=True).start()
             self.send_no_content(200)
-            return
-        client = self.hijack()
-        process = exec_config.process
-        upstream = monitor.attach(stdin=process.open_stdin, stdout=exec_config.attach_stdout,
-                                  stderr=exec_config.attach_stderr, stdin_once=True)
-        if self.release_exec(exec_config, monitor, client):
-            proxy_streams(client, upstream, process.open_stdin,
-                          parse_detach_keys(exec_config.detach_keys))
-        upstream.close()
-        finish_exec(self.daemon, exec_config, monitor)
-
-    def release_exec(self, exec_config, monitor, client):
-        """Let the exec'd process run; a failure is written into the stream, as dockerd does."""
-        sized = set_console_size(monitor, exec_config.process.tty, exec_config.console_size)
-        if not sized and client is not None:
-            await_exec_resize(exec_config)
-        try:
-            monitor.start()
-            return True
-        except execdriver.ExecdriverError as err:
-            if client is not None:
-                client.sendall(exec_failure_message(exec_config, err))
-            return False
-
-    def exec_failed(self, exec_config, err, detached):
-        """The process could not be started: dockerd reports it in the stream, with its code."""
-        with exec_config.lock:
-            exec_config.running, exec_config.exit_code = False, err.exit_code
-        if detached:
-            raise start_error(err)
-        self.hijack().sendall(exec_failure_message(exec_config, err))
 
     def post_exec_resize(self, exec_id):
-        exec_config = self.exec_config(exec_id)
-        if exec_config.monitor is None or not exec_config.running:
-            raise errdefs.Conflict("Exec %s is not running" % exec_id)
-        exec_config.monitor.resize(self.query_int("h"), self.query_int("w"))
-        exec_config.resized.set()
+        resize_exec(self.daemon.execs.get(exec_id), self.query_int("h"), self.query_int("w"))
         self.send_no_content(200)
 
     def get_exec_json(self, exec_id):
-        """The exec's state; the CLI reads ExitCode here once the stream has ended."""
-        exec_config = self.exec_config(exec_id)
-        process = exec_config.process
-        self.send_json({
-            "ID": exec_config.id, "Running": exec_config.running, "ExitCode": exec_config.exit_code,
-            "ProcessConfig": {"tty": process.tty, "entrypoint": process.args[0],
-                              "arguments": process.args[1:], "privileged": process.privileged,
-                              "user": process.user},
-            "OpenStdin": process.open_stdin, "OpenStderr": exec_config.attach_stderr,
-            "OpenStdout": exec_config.attach_stdout, "CanRemove": False,
-            "ContainerID": exec_config.container.id, "DetachKeys": exec_config.detach_keys,
-            "Pid": exec_config.pid})
+        self.send_json(inspect_exec(self.daemon.execs.get(exec_id)))
 
     def progress_stream(self):
         return ProgressStream(self)
 
 
-def exec_failure_message(exec_config, err):
-    message = ("OCI runtime exec failed: exec failed: %s: unknown\r\n" % err.message).encode()
-    return message if exec_config.process.tty else stdcopy_frame(1, message)
+def exec_failure_message(err):
+    return ("OCI runtime exec failed: exec failed: %s: unknown\r\n" % err.message).encode()
 
 
+def stream_frame(data, tty):
+    """Bytes for a hijacked stream: as they are with a tty, else one stdout frame."""
+    return data if tty else stdcopy_frame(1, data)
 
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
@@ -3235,16 +3329,22 @@ def parse_detach_keys(text):
     return bytes(keys)
 
 
+# How a proxied stream ended: the process's output ended, the client typed the detach keys,
+# or the client's connection broke.
+OUTPUT_ENDED, DETACHED, CLIENT_GONE = "output ended", "detached", "client gone"
+
+
 def proxy_streams(client, upstream, stdin, detach_keys):
-    """Shuttle bytes between a hijacked client and a monitor's attach stream.
+    """Shuttle bytes between a hijacked client and a monitor's attach stream; how it ended.
 
     The client's EOF is the end of its stdin, not a hang-up (wire.md §3.1): output keeps
-    flowing until the monitor ends it. Typing the detach keys ends the attach only.
+    flowing until the monitor ends it. Typing the detach keys (None: a process without a
+    terminal, which has none) ends the attach only.
     """
     sources = [client, upstream]
     typed = b""
     try:
-        while upstream in sources:
+        while True:
             readable, _, _ = select.select(sources, [], [])
             if client in readable:
                 data = client.recv(65536)
@@ -3253,17 +3353,18 @@ def proxy_streams(client, upstream, stdin, detach_keys):
                     if stdin:
                         forward_stdin(upstream, b"")
                 elif stdin:
-                    typed = (typed + data)[-len(detach_keys):]
-                    if typed == detach_keys:
-                        return
+                    if detach_keys:
+                        typed = (typed + data)[-len(detach_keys):]
+                        if typed == detach_keys:
+                            return DETACHED
                     stdin = forward_stdin(upstream, data)
             if upstream in readable:
                 data = upstream.recv(65536)
                 if not data:
-                    return
+                    return OUTPUT_ENDED
                 client.sendall(data)
     except OSError:
-        pass
+        return CLIENT_GONE
     finally:
         upstream.close()
 
@@ -3385,7 +3486,7 @@ def inspect_container(daemon, container, size=False):
         "LogPath": container.log_path, "Name": container.name,
         "RestartCount": container.restart_count, "Driver": container.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-        "ExecIDs": [e.id for e in daemon.execs.values() if e.container is container] or None,
+        "ExecIDs": daemon.execs.listed(container) or None,
         "HostConfig": container.host_config,
         "GraphDriver": {"Name": container.driver,
                         "Data": daemon.graph.rw_layer_metadata(container.id)},

@@ -6,6 +6,8 @@ something that is no archive). One daemon for the module, as in test_containers_
 """
 import json
 import os
+import socket
+import struct
 import time
 
 import pytest
@@ -16,6 +18,45 @@ from containers_support import busybox_archive, daemon, no_containers_left  # no
 from containers_support import err, inspect, out, run_detached, wait_for, write_docker_archive
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+# -- helpers: a hijacked connection and the stdcopy framing ---------------------------------
+
+def hijack(daemon, path, body=None):
+    """POST `path` with `Upgrade: tcp`; the socket once the 101 (or 200) headers are read."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(20)
+    sock.connect(daemon.socket)
+    data = b"" if body is None else json.dumps(body).encode()
+    sock.sendall(b"POST %s HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (path.encode(), len(data), data))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, "connection closed in the headers: %r" % head
+        head += chunk
+    return head.decode(), sock
+
+
+def read_to_end(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def demultiplex(data):
+    """stdcopy frames -> [(stream, payload)]; fails on bytes that are not whole frames."""
+    frames = []
+    while data:
+        assert len(data) >= 8 and data[0] in (1, 2) and data[1:4] == b"\0\0\0", data[:16]
+        size = struct.unpack(">I", data[4:8])[0]
+        frames.append((data[0], data[8:8 + size]))
+        data = data[8 + size:]
+    return frames
 
 
 # -- 1. rmi and prune never delete an image a container uses --------------------------------
@@ -109,3 +150,66 @@ def test_wait_next_exit_of_a_container_that_restarts(daemon):
                  "sleep 1; exit 4")
     response = daemon.request("POST", "/containers/n1/wait?condition=next-exit", timeout=20)
     assert json.loads(response.body) == {"Error": None, "StatusCode": 4}
+
+
+# -- 5. exec: the start request's Tty frames the stream; detach keys; truthful inspect -----
+
+def exec_create(daemon, container, tty, cmd):
+    response = daemon.request("POST", "/containers/%s/exec" % container, headers={
+        "Content-Type": "application/json"}, body=json.dumps({
+            "Cmd": cmd, "Tty": tty, "AttachStdout": True, "AttachStderr": True}))
+    assert response.status == 201, response.body
+    return response.json()["Id"]
+
+
+def exec_output(daemon, exec_id, start_tty):
+    head, sock = hijack(daemon, "/exec/%s/start" % exec_id, {"Detach": False, "Tty": start_tty})
+    with sock:
+        assert head.startswith("HTTP/1.1 101 UPGRADED\r\n")
+        assert "\r\nApi-Version: 1.41\r\n" in head
+        return read_to_end(sock)
+
+
+def test_exec_stream_is_multiplexed_when_started_without_tty(daemon):
+    run_detached(daemon, "--name", "e1", "busybox", "sleep", "60")
+    exec_id = exec_create(daemon, "e1", True, ["echo", "from-a-tty"])
+    frames = demultiplex(exec_output(daemon, exec_id, False))
+    assert frames == [(1, b"from-a-tty\r\n")]   # the process's pty, in stdout frames
+
+
+def test_exec_stream_is_raw_when_started_with_tty(daemon):
+    run_detached(daemon, "--name", "e1", "busybox", "sleep", "60")
+    exec_id = exec_create(daemon, "e1", False, ["sh", "-c", "echo out; sleep 0.2; echo err >&2"])
+    assert exec_output(daemon, exec_id, True) == b"out\nerr\n"
+
+
+def test_exec_inspect_is_truthful(daemon):
+    run_detached(daemon, "--name", "e1", "busybox", "sleep", "60")
+    exec_id = exec_create(daemon, "e1", True, ["true"])
+    assert inspect(daemon, "e1")["ExecIDs"] == [exec_id]
+    exec_output(daemon, exec_id, True)
+    state = daemon.request("GET", "/exec/%s/json" % exec_id).json()
+    assert state["ProcessConfig"] == {"tty": True, "entrypoint": "true", "arguments": [],
+                                      "privileged": False}   # dockerd omits an empty user
+    assert (state["Running"], state["ExitCode"], state["CanRemove"]) == (False, 0, False)
+    assert inspect(daemon, "e1")["ExecIDs"] is None   # a container lists live execs only
+
+
+@pytest.mark.parametrize("detach_keys, typed", [("", b"\x10\x11"), ("ctrl-x,x", b"\x18x")])
+def test_exec_detach_keys_close_the_stream_with_dockerds_message(daemon, detach_keys, typed):
+    """A client that leaves the keys to the daemon (the CLI spots its own, docker-py does not)."""
+    run_detached(daemon, "--name", "e1", "busybox", "sleep", "60")
+    response = daemon.request("POST", "/containers/e1/exec", headers={
+        "Content-Type": "application/json"}, body=json.dumps({
+            "Cmd": ["sh"], "Tty": True, "AttachStdin": True, "AttachStdout": True,
+            "DetachKeys": detach_keys}))
+    exec_id = response.json()["Id"]
+    head, sock = hijack(daemon, "/exec/%s/start" % exec_id, {"Detach": False, "Tty": True})
+    with sock:
+        sock.sendall(b"echo hi\n")
+        wait_for(lambda: b"hi" in sock.recv(4096), what="the shell")
+        sock.sendall(typed)
+        assert read_to_end(sock).endswith(
+            b"exec attach failed: error on attach stdin: read escape sequence\r\n")
+    state = daemon.request("GET", "/exec/%s/json" % exec_id).json()
+    assert state["Running"] is True   # the shell lives on

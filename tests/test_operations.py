@@ -1,6 +1,6 @@
-"""Daemon operations on their own (issue 9): wait and kill. No root needed: the containers
-here are Container objects with a stand-in for their monitor, and their "exits" are what the
-monitor thread would record.
+"""Daemon operations on their own (issue 9): wait, kill, the exec garbage collector. No root
+needed: the containers here are Container objects with a stand-in for their monitor, and
+their "exits" are what the monitor thread would record.
 """
 import signal
 import threading
@@ -122,3 +122,27 @@ def test_kill_cancels_a_restart_that_is_pending(tmp_path, monkeypatch):
     exit_container(container, 1, restart=True)
     pydockerd.kill_container(Daemon(), container, signal.SIGKILL)
     assert (container.restarting, container.manually_stopped) == (False, True)
+
+
+# -- exec records: execCommandGC ----------------------------------------------------------------
+
+def test_exec_records_are_collected_on_the_second_pass_after_their_exit(tmp_path, monkeypatch):
+    monkeypatch.setattr(pydockerd.ExecStore, "schedule_collection", lambda self: None)
+    container = running_container(tmp_path)
+    store = pydockerd.ExecStore()
+    done = pydockerd.ExecConfig(container, {"Cmd": ["true"]})
+    live = pydockerd.ExecConfig(container, {"Cmd": ["sleep", "9"]})
+    store.add(done)
+    store.add(live)
+    done.exit_code = 0
+    assert store.listed(container) == [live.id]
+    store.collect()
+    assert store.get(done.id).can_remove and not store.get(live.id).can_remove
+    store.collect()
+    with pytest.raises(errdefs.NotFound, match="No such exec instance: %s" % done.id):
+        store.get(done.id)
+    exit_container(container, 0)   # the container stopped: its execs are not listed any more
+    store.collect()
+    store.collect()
+    assert store.by_id == {}
+

@@ -2466,6 +2466,26 @@ def decode_json(body):
     return value
 
 
+# How long a hijacked stream holds its first bytes for the client to read the headers.
+HEADERS_READ_WAIT = 0.5
+
+
+def await_headers_read(sock):
+    """Hold a hijacked stream's first bytes until the client has read the answer's headers.
+
+    Clients read the headers through a buffer and then the stream from the socket itself
+    (docker-py does): stream bytes that come with the headers land in that buffer and are
+    lost, and `attach?logs=1&stream=0` on an exited container has all of its bytes ready at
+    once. A unix socket says how much its peer has yet to read; over TCP the stream starts at
+    once, as dockerd's does.
+    """
+    if sock.family != socket.AF_UNIX:
+        return
+    deadline = time.monotonic() + HEADERS_READ_WAIT
+    while linux.unread_bytes(sock) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def stdcopy_frame(stream_id, data):
     """pkg/stdcopy: one multiplexed frame, [stream, 0, 0, 0, size (big-endian)] + payload.
 
@@ -2960,6 +2980,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(("%s: %s\r\n" % (name, value)).encode())
         self.wfile.write(b"\r\n")
         self.wfile.flush()
+        await_headers_read(self.connection)
         return self.connection
 
     def client_gone(self):
@@ -3206,72 +3227,21 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_no_content(200)
 
     def post_container_attach(self, name):
-        """`docker attach` and the attach half of `docker run`: hijack, then proxy the monitor."""
-        container = self.container(name)
-        stdin, stdout, stderr = (self.query_bool(n) for n in ("stdin", "stdout", "stderr"))
-        detach_keys = parse_detach_keys(self.query_value("detachKeys"))
-        with container.cond:
-            container.pending_attaches += 1
-        try:
-            client = self.hijack()
-            if self.query_bool("logs"):
-                self.replay_log(container, client, stdout, stderr)
-            upstream = self.attach_to_monitor(container, stdin, stdout, stderr) \
-                if self.query_bool("stream") else None
-        finally:
-            with container.cond:
-                container.pending_attaches -= 1
-                container.cond.notify_all()
-        if upstream is not None:
-            self.daemon.events.log("container", "attach", container.id, container.event_attributes())
-            proxy_streams(client, upstream, stdin, detach_keys)
-
-    def attach_to_monitor(self, container, stdin, stdout, stderr):
-        """The monitor's stream, once the process has one (attach may come before start).
-
-        The client may already have half-closed its side (no -i): that is the end of its
-        stdin, not a hang-up, so the wait is for the container, not for the client.
-        """
-        with container.cond:
-            exits, failed_starts = container.exits, container.failed_starts
-            while container.monitor is None:
-                if container.removed or container.exits > exits or \
-                        container.failed_starts > failed_starts:
-                    return None
-                container.cond.wait()
-            monitor = container.monitor
-        try:
-            return monitor.attach(stdin=stdin, stdout=stdout, stderr=stderr,
-                                  stdin_once=bool(container.config.get("StdinOnce")))
-        except (OSError, monitor_module.MonitorError):
-            return None
-
-    def replay_log(self, container, client, stdout, stderr):
-        for entry in read_container_log(container, {"stdout": stdout, "stderr": stderr}):
-            client.sendall(log_frame(container, entry, False))
+        """`docker attach` and the attach half of `docker run`: the connection is hijacked."""
+        options = {key: self.query_bool(key) for key in ("stdin", "stdout", "stderr", "logs", "stream")}
+        attach_container(self.daemon, self.container(name), options,
+                         parse_detach_keys(self.query_value("detachKeys")), self.hijack)
 
     def get_container_logs(self, name):
         """`docker logs`: the json-file log, framed like attach; with follow, until it stops."""
-        container = self.container(name)
         streams = {"stdout": self.query_bool("stdout"), "stderr": self.query_bool("stderr")}
-        if not any(streams.values()):
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        if container.host_config["LogConfig"]["Type"] == "none":
-            raise errdefs.NotImplemented('configured logging driver does not support reading')
-        tail = self.query_value("tail", "all")
-        try:
-            tail = -1 if tail in ("all", "") else int(tail)
-        except ValueError:
-            raise InvalidParameter("invalid value for tail: %s" % tail) from None
-        since, until = self.query_time("since"), self.query_time("until")
-        timestamps = self.query_bool("timestamps")
+        frames = container_logs(self.container(name), streams, self.query_value("tail", "all"),
+                                self.query_time("since"), self.query_time("until"),
+                                self.query_bool("timestamps"), self.query_bool("follow"),
+                                self.client_gone)
         self.start_stream(content_type=None)
-        log_follower = LogFollower(container, streams, since, until, tail)
-        for entry in log_follower.backlog():
-            self.write_chunk(log_frame(container, entry, timestamps))
-        if self.query_bool("follow"):
-            for entry in log_follower.follow(self.client_gone):
-                self.write_chunk(log_frame(container, entry, timestamps))
+        for frame in frames:
+            self.write_chunk(frame)
         self.end_stream()
 
     # -- exec (api/server/router/container/exec.go) ----------------------------------------
@@ -3385,6 +3355,84 @@ def forward_stdin(upstream, data):
         return True
     except OSError:
         return False
+
+
+def attach_container(daemon, container, options, detach_keys, hijack):
+    """daemon.ContainerAttach: the container's log (options["logs"]), then its live stdio
+    (options["stream"]), over the client's connection, which hijack() takes over.
+
+    `options` are the booleans stdin, stdout, stderr, logs and stream. A live attach may
+    come before the start (`docker run` attaches, and starts once it has the answer): it
+    counts as pending from before that answer, so the start waits a moment for it to connect
+    (connect_waiting_attaches). With a terminal, the detach keys end the attach only.
+    """
+    streams = {"stdout": options["stdout"], "stderr": options["stderr"]}
+    with container.cond:
+        container.pending_attaches += 1 if options["stream"] else 0
+    try:
+        client = hijack()
+        if options["logs"]:
+            for entry in read_container_log(container, streams):
+                client.sendall(log_frame(container, entry, False))
+        upstream = connect_to_monitor(container, options) if options["stream"] else None
+    finally:
+        with container.cond:
+            container.pending_attaches -= 1 if options["stream"] else 0
+            container.cond.notify_all()
+    if upstream is None:
+        return
+    daemon.events.log("container", "attach", container.id, container.event_attributes())
+    keys = detach_keys if container.config.get("Tty") else None
+    if proxy_streams(client, upstream, options["stdin"], keys) == DETACHED:
+        daemon.events.log("container", "detach", container.id, container.event_attributes())
+
+
+def connect_to_monitor(container, options):
+    """The monitor's stream, once the process has one (attach may come before start); None
+    if the container exits, fails to start or goes first.
+
+    The client may already have half-closed its side (no -i): that is the end of its
+    stdin, not a hang-up, so the wait is for the container, not for the client.
+    """
+    with container.cond:
+        exits, failed_starts = container.exits, container.failed_starts
+        while container.monitor is None:
+            if container.removed or container.exits > exits or \
+                    container.failed_starts > failed_starts:
+                return None
+            container.cond.wait()
+        monitor = container.monitor
+    try:
+        return monitor.attach(stdin=options["stdin"], stdout=options["stdout"],
+                              stderr=options["stderr"],
+                              stdin_once=bool(container.config.get("StdinOnce")))
+    except (OSError, monitor_module.MonitorError):
+        return None
+
+
+def container_logs(container, streams, tail, since, until, timestamps, follow, cancelled):
+    """daemon.ContainerLogs (`docker logs`): the frames to send, after checking the request.
+
+    The json-file log, framed like attach (raw with a tty, stdcopy otherwise); with `follow`,
+    new lines until the container stops or cancelled() says the client left.
+    """
+    if not any(streams.values()):
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    if container.host_config["LogConfig"]["Type"] == "none":
+        raise errdefs.NotImplemented('configured logging driver does not support reading')
+    try:
+        tail = -1 if tail in ("all", "") else int(tail)
+    except ValueError:
+        raise InvalidParameter("invalid value for tail: %s" % tail) from None
+    log_follower = LogFollower(container, streams, since, until, tail)
+
+    def frames():
+        for entry in log_follower.backlog():
+            yield log_frame(container, entry, timestamps)
+        if follow:
+            for entry in log_follower.follow(cancelled):
+                yield log_frame(container, entry, timestamps)
+    return frames()
 
 
 def read_container_log(container, streams, since=None, until=None, tail=-1):

@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from conftest import build_busybox_rootfs
+from conftest import UnixHTTPConnection, build_busybox_rootfs
 # Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
-from containers_support import err, inspect, out, run_detached, wait_for, write_docker_archive
+from containers_support import (api_create, err, inspect, out, run, run_detached, wait_for,
+                                wait_until_exited, write_docker_archive)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -213,3 +214,34 @@ def test_exec_detach_keys_close_the_stream_with_dockerds_message(daemon, detach_
             b"exec attach failed: error on attach stdin: read escape sequence\r\n")
     state = daemon.request("GET", "/exec/%s/json" % exec_id).json()
     assert state["Running"] is True   # the shell lives on
+
+
+# -- 6. attach with logs and no stream replays the log --------------------------------------
+
+def attach_like_docker_py(daemon, path):
+    """docker-py's attach(logs=True, stream=False): the headers read through http.client's
+    buffer, then the stream from the socket itself."""
+    connection = UnixHTTPConnection(daemon.socket, timeout=20)
+    try:
+        connection.request("POST", path, headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+        assert connection.getresponse().status == 101
+        return read_to_end(connection.sock)
+    finally:
+        connection.close()
+
+
+def test_attach_logs_without_stream_returns_the_log(daemon):
+    run(daemon, "--name", "a1", "busybox", "sh", "-c", "echo out; echo err >&2")
+    for attempt in range(5):   # the bytes must never travel with the headers
+        data = attach_like_docker_py(daemon, "/containers/a1/attach?logs=1&stream=0&stdout=1&stderr=1")
+        assert demultiplex(data) == [(1, b"out\n"), (2, b"err\n")]
+
+
+def test_attach_logs_of_a_tty_container_are_raw(daemon):
+    status, created = api_create(daemon, {"Image": "busybox", "Tty": True, "Cmd": ["echo", "hi"],
+                                          "HostConfig": {"NetworkMode": "none"}}, name="t1")
+    assert status == 201
+    daemon.docker("start", "t1")
+    wait_until_exited(daemon, "t1")
+    for attempt in range(5):
+        assert attach_like_docker_py(daemon, "/containers/t1/attach?logs=1&stream=0&stdout=1") == b"hi\r\n"

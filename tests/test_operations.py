@@ -1,15 +1,17 @@
-"""Daemon operations on their own (issue 9): wait, kill, the exec garbage collector. No root
-needed: the containers here are Container objects with a stand-in for their monitor, and
-their "exits" are what the monitor thread would record.
+"""Daemon operations on their own (issue 9): wait, kill, attach's log replay, the exec
+garbage collector. No root needed: the containers here are Container objects with a stand-in
+for their monitor, and their "exits" are what the monitor thread would record.
 """
+import json
 import signal
+import socket
 import threading
 import time
 
 import pytest
 
 import pydockerd
-from drivers import errdefs
+from drivers import errdefs, logger
 
 
 class Events(object):
@@ -122,6 +124,25 @@ def test_kill_cancels_a_restart_that_is_pending(tmp_path, monkeypatch):
     exit_container(container, 1, restart=True)
     pydockerd.kill_container(Daemon(), container, signal.SIGKILL)
     assert (container.restarting, container.manually_stopped) == (False, True)
+
+
+# -- attach: the log replay ------------------------------------------------------------------
+
+def test_attach_logs_without_stream_replays_the_log_framed(tmp_path):
+    container = running_container(tmp_path)
+    exit_container(container, 0)
+    container.host_config = {"LogConfig": {"Type": "json-file", "Config": {}}}
+    with open(container.log_path, "w") as log_file:
+        for stream, line in (("stdout", "out\n"), ("stderr", "err\n")):
+            log_file.write(json.dumps({"log": line, "stream": stream,
+                                       "time": logger.format_time(time.time_ns())}) + "\n")
+    ours, theirs = socket.socketpair()
+    options = dict(stdin=False, stdout=True, stderr=True, logs=True, stream=False)
+    pydockerd.attach_container(Daemon(), container, options, b"\x10\x11", lambda: ours)
+    ours.close()
+    received = theirs.recv(65536)
+    assert received == pydockerd.stdcopy_frame(1, b"out\n") + pydockerd.stdcopy_frame(2, b"err\n")
+    assert container.pending_attaches == 0
 
 
 # -- exec records: execCommandGC ----------------------------------------------------------------

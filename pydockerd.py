@@ -2581,6 +2581,7 @@ ROUTES = [
     Route("POST", r"/images/(?P<name>.+)/tag", "post_image_tag"),
     Route("POST", r"/images/(?P<name>.+)/push", "post_image_push"),
     Route("POST", r"/auth", "post_auth"),
+    Route("GET", r"/distribution/(?P<name>.+)/json", "get_distribution_json"),
     Route("POST", r"/containers/create", "post_containers_create"),
     Route("GET", r"/containers/json", "get_containers_json"),
     Route("POST", r"/containers/prune", "post_containers_prune"),
@@ -3081,9 +3082,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
                                                 noprune=self.query_bool("noprune")))
 
     def post_images_prune(self):
-        filters = self.query_filters()
-        dangling_only = filters.pop("dangling", ["true"]) != ["false"]
-        self.send_json(self.daemon.graph.prune(dangling_only=dangling_only, filters=filters))
+        self.send_json(self.daemon.graph.prune(filters=self.query_filters()))
 
     def post_images_create(self):
         """`docker pull` (fromImage) and `docker import` (fromSrc)."""
@@ -3118,6 +3117,15 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         with self.progress_stream() as progress:
             distribution.push(self.daemon.distribution, ref, self.registry_auth(), progress)
 
+    def get_distribution_json(self, name):
+        """What the registry serves for an image reference: its manifest's descriptor and
+        platforms (a full image ID names no manifest: dockerd's 500)."""
+        if reference.is_full_id(name) or name.startswith("sha256:"):
+            raise errdefs.System("no manifest found for full image ID")
+        self.send_json(distribution.inspect(self.daemon.distribution,
+                                            reference.parse_normalized_named(name),
+                                            self.registry_auth()))
+
     def post_auth(self):
         """`docker login`: check the credentials against the registry; nothing is stored."""
         self.send_json(self.daemon.registry.login(self.read_json() or {}))
@@ -3134,9 +3142,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         return decoded if isinstance(decoded, dict) else {}
 
     def post_images_load(self):
-        """`docker load`: a docker-archive or OCI layout tar in the (chunked) request body."""
+        """`docker load`: a docker-archive or OCI layout tar in the (chunked) request body.
+        dockerd answers 200 at once, so even an upload that is no archive at all fails inside
+        the stream, where clients look for the load's error."""
         quiet = self.query_bool("quiet")
-        with self.progress_stream() as progress:
+        with self.progress_stream(started=True) as progress:
             for message in self.daemon.graph.load(self.body_reader,
                                                   progress=None if quiet else progress, quiet=quiet):
                 progress(message)
@@ -3267,8 +3277,8 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
     def get_exec_json(self, exec_id):
         self.send_json(inspect_exec(self.daemon.execs.get(exec_id)))
 
-    def progress_stream(self):
-        return ProgressStream(self)
+    def progress_stream(self, started=False):
+        return ProgressStream(self, started)
 
 
 def exec_failure_message(err):
@@ -3710,16 +3720,19 @@ def prune_containers(daemon, filters):
 
 
 class ProgressStream(object):
-    """A JSON progress stream (jsonmessage) whose 200 is sent with the first message.
+    """A JSON progress stream (jsonmessage) whose 200 is sent with the first message, or at
+    once if `started`.
 
     An error before any message is still a real HTTP error with dockerd's status code; once
     the stream has begun, the status is spent, so the error travels as an errorDetail message,
     exactly how dockerd reports a pull or load that fails half way.
     """
 
-    def __init__(self, handler):
+    def __init__(self, handler, started=False):
         self.handler = handler
-        self.started = False
+        self.started = started
+        if started:
+            handler.start_stream()
 
     def __enter__(self):
         return self.send

@@ -2013,7 +2013,8 @@ class Graph(object):
         (untagged heads) unless `dangling_only` is False or filters say dangling=false (`-a`:
         every image no container uses). Filters: dangling, label, label!, until.
         An image a container uses (running or not) is never a candidate, however it is
-        tagged. Returns {"ImagesDeleted": [records] or None, "SpaceReclaimed": bytes}."""
+        tagged. Returns {"ImagesDeleted": [records] or None, "SpaceReclaimed": bytes}, which
+        the `prune` event repeats as its `reclaimed` attribute."""
         filters = filters or {}
         validate_filters(filters, PRUNE_FILTERS)
         if "dangling" in filters:
@@ -2024,6 +2025,8 @@ class Graph(object):
         for image in self._prune_candidates(dangling_only, until, filters):
             deleted.extend(self._prune_image(image, dangling_only))
         reclaimed = sum(layer_sizes.get(record.get("Deleted"), 0) for record in deleted)
+        if self.events:
+            self.events("image", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def _prune_candidates(self, dangling_only, until, filters):

@@ -245,3 +245,35 @@ def test_attach_logs_of_a_tty_container_are_raw(daemon):
     wait_until_exited(daemon, "t1")
     for attempt in range(5):
         assert attach_like_docker_py(daemon, "/containers/t1/attach?logs=1&stream=0&stdout=1") == b"hi\r\n"
+
+
+# -- 7. load answers like dockerd; prune says what it reclaimed ------------------------------
+
+def test_load_of_something_that_is_no_archive_fails_inside_the_stream(daemon):
+    response = daemon.request("POST", "/images/load?quiet=1", body=b"GARBAGE!" * 200,
+                              headers={"Content-Type": "application/x-tar"})
+    assert response.status == 200
+    message = json.loads(response.body.splitlines()[-1])
+    assert message["error"] == message["errorDetail"]["message"]
+    assert "Error processing tar file" in message["error"]
+    result = daemon.docker("load", input=b"GARBAGE!" * 200, check=False)
+    assert result.returncode == 1 and b"Error processing tar file" in result.stderr
+
+
+def test_image_prune_reports_the_space_it_reclaimed(daemon, tmp_path):
+    first = build_busybox_rootfs(str(tmp_path / "first"))
+    with open(os.path.join(first, "unique"), "wb") as unique:
+        unique.write(os.urandom(300000))
+    daemon.docker("load", "-i", write_docker_archive(first, str(tmp_path / "a.tar"), "gone:1"))
+    first_id = out(daemon.docker("image", "inspect", "--format", "{{.Id}}", "gone:1"))
+    second = build_busybox_rootfs(str(tmp_path / "second"))
+    daemon.docker("load", "-i", write_docker_archive(second, str(tmp_path / "b.tar"), "gone:1"))
+    since = time.time()
+    report = daemon.request("POST", '/images/prune?filters={"dangling":{"true":true}}').json()
+    daemon.docker("rmi", "gone:1")
+    assert {"Deleted": first_id} in report["ImagesDeleted"]
+    assert 300000 < report["SpaceReclaimed"] < 10000000   # its own layer: busybox and `unique`
+    events = daemon.docker("events", "--since", "%.9f" % since, "--until", "%.9f" % time.time(),
+                           "--filter", "type=image", "--filter", "event=prune",
+                           "--format", "{{.Actor.Attributes.reclaimed}}")
+    assert out(events) == str(report["SpaceReclaimed"])   # the prune event says it too

@@ -1585,6 +1585,8 @@ def start_container(daemon, container, restart=False):
 
     The monitor sets the process up and holds it before execve until the attach streams that
     were waiting (docker run attaches before it starts) are connected, so no output is lost.
+    A start that fails after these checks is undone by failed_start, whoever asked for it (the
+    API, `docker restart`, a restart policy, the boot).
     """
     with container.cond:
         if container.running:
@@ -1615,7 +1617,8 @@ def failed_start(daemon, container, monitor, err):
     """Undo a start that never reached execve, record why, and return the error to raise.
 
     Whatever failed (the image's command, the monitor, the disk), the container is left as
-    dockerd leaves it: not running, its root unmounted, the reason in State.Error.
+    dockerd leaves it: not running, its root unmounted, the reason in State.Error; and gone,
+    if it was created with --rm (`wait?condition=removed` then answers 128).
     """
     if monitor is not None:
         try:
@@ -1633,6 +1636,11 @@ def failed_start(daemon, container, monitor, err):
         log.error("Error starting container %s: %s", container.id[:12], err)
         err = execdriver.ExecdriverError(str(err) or err.__class__.__name__, 128)
     record_start_failure(daemon, container, err)
+    if container.host_config.get("AutoRemove"):
+        try:
+            remove_container(daemon, container, force=True)
+        except errdefs.DockerError as remove_error:
+            log.error("can't remove container %s: %s", container.id[:12], remove_error)
     return start_error(err)
 
 
@@ -3180,13 +3188,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json({"Id": container.id, "Warnings": []}, 201)
 
     def post_container_start(self, name):
-        container = self.container(name)
-        try:
-            start_container(self.daemon, container)
-        except errdefs.DockerError as err:
-            if container.host_config.get("AutoRemove") and err.status != 304:
-                remove_container(self.daemon, container, force=True)
-            raise
+        start_container(self.daemon, self.container(name))
         self.send_no_content()
 
     def post_container_stop(self, name):

@@ -277,3 +277,12 @@ def test_image_prune_reports_the_space_it_reclaimed(daemon, tmp_path):
                            "--filter", "type=image", "--filter", "event=prune",
                            "--format", "{{.Actor.Attributes.reclaimed}}")
     assert out(events) == str(report["SpaceReclaimed"])   # the prune event says it too
+
+
+# -- the cause: rules live in operations, so every caller gets them ----------------------------
+
+def test_a_failed_restart_of_an_rm_container_removes_it(daemon):
+    daemon.docker("create", "--rm", "--name", "rr", "--network", "none", "busybox", "nosuchcmd")
+    result = daemon.docker("restart", "rr", check=False)
+    assert result.returncode == 1 and "executable file not found" in err(result)
+    assert daemon.request("GET", "/containers/rr/json").status == 404

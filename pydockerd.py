@@ -934,6 +934,44 @@ class Events(object):
             return len(self.subscribers)
 
 
+class EventStream(object):
+    """What one `docker events` client gets: the history between since and until (replayed
+    only when one of them is given, as dockerd does), then live events until `until`, the
+    daemon's shutdown or the client's departure. Subscribed from the start, so nothing logged
+    after the request is missed; close() unsubscribes."""
+
+    def __init__(self, events, since, until, filters):
+        self.events = events
+        self.since, self.until, self.filters = since, until, filters
+        self.history, self.live = events.subscribe()
+
+    def wanted(self, message):
+        seconds = message["timeNano"] / 1e9
+        return ((self.since is None or seconds >= self.since) and
+                (self.until is None or seconds <= self.until) and event_matches(message, self.filters))
+
+    def messages(self, cancelled):
+        if self.since is not None or self.until is not None:
+            for message in self.history:
+                if self.wanted(message):
+                    yield message
+        while self.until is None or time.time() <= self.until:
+            wait = 1.0 if self.until is None else max(0.0, min(1.0, self.until - time.time()))
+            try:
+                message = self.live.get(timeout=wait)
+            except queue.Empty:
+                if cancelled():
+                    return
+                continue
+            if message is None:
+                return
+            if self.wanted(message):
+                yield message
+
+    def close(self):
+        self.events.unsubscribe(self.live)
+
+
 def event_matches(message, filters):
     """events.Filter: type, event, container, image and label filters; values OR, keys AND."""
     attributes = message["Actor"]["Attributes"]
@@ -1106,10 +1144,8 @@ class Container(object):
         self.image_id = ""
         self.driver = ""
         self.running = False
-        self.paused = False
         self.restarting = False
         self.removing = False
-        self.dead = False
         self.pid = 0
         self.exit_code = 0
         self.error = ""
@@ -1126,19 +1162,20 @@ class Container(object):
         self.pending_attaches = 0
         self.cond = threading.Condition()
 
-    STATE_KEYS = ("running", "paused", "restarting", "dead", "pid", "exit_code", "error",
-                  "started_at", "finished_at", "has_been_started", "manually_stopped")
+    STATE_KEYS = ("running", "restarting", "pid", "exit_code", "error", "started_at",
+                  "finished_at", "has_been_started", "manually_stopped")
 
     @property
     def status(self):
-        """State.StateString: created, running, paused, restarting, removing, exited or dead."""
+        """State.StateString: created, running, restarting, removing or exited (pydockerd has
+        no pause yet, and no removal leaves a container dead)."""
         if self.running:
-            return "paused" if self.paused else "restarting" if self.restarting else "running"
+            return "running"
         if self.removing:
             return "removing"
-        if self.dead:
-            return "dead"
-        return "exited" if self.has_been_started or self.restarting else "created"
+        if self.restarting:
+            return "restarting"
+        return "exited" if self.has_been_started else "created"
 
     @property
     def config_path(self):
@@ -1591,7 +1628,7 @@ def start_container(daemon, container, restart=False):
     with container.cond:
         if container.running:
             raise errdefs.NotModified("container already started")
-        if container.removing or container.dead or container.removed:
+        if container.removing or container.removed:
             raise errdefs.Conflict("Container %s is marked for removal and cannot be started"
                                    % container.id)
         check_bind_sources(container.host_config)
@@ -2795,12 +2832,10 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         self.query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
         path = parsed.path
-        self.api_version = API_VERSION
         versioned = VERSION_PATH.match(path)
-        if versioned:
-            self.api_version = versioned.group("version")
+        if versioned:  # every version in range is served the same (1.41) way
+            check_api_version(versioned.group("version"))
             path = versioned.group("rest")
-            check_api_version(self.api_version)
         for route in ROUTES:
             match = route.pattern.match(path)
             if match and route.method == self.command:
@@ -3023,49 +3058,21 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json(system_info(self.daemon, self.server))
 
     def get_system_df(self):
-        containers = self.daemon.containers.all()
-        usage = self.daemon.graph.disk_usage([c.image_id for c in containers])
-        self.send_json({"LayersSize": usage["LayersSize"], "Images": usage["Images"],
-                        "Containers": [container_summary(self.daemon, c, True) for c in containers],
-                        "Volumes": [], "BuildCache": []})
+        self.send_json(system_df(self.daemon))
 
     def get_events(self):
-        """GET /events: replay since..until from the history, then stream until `until`."""
-        since, until = self.query_time("since"), self.query_time("until")
-        filters = self.query_filters()
-        history, live = self.daemon.events.subscribe()
+        """GET /events: the replay since..until, then live events until `until`."""
+        stream = EventStream(self.daemon.events, self.query_time("since"), self.query_time("until"),
+                             self.query_filters())
         try:
             self.start_stream()
-            self.stream_events(history, live, since, until, filters)
+            for message in stream.messages(self.client_gone):
+                self.write_json_message(message, b"\n")
             self.end_stream()
         except OSError:
             self.close_connection = True
         finally:
-            self.daemon.events.unsubscribe(live)
-
-    def stream_events(self, history, live, since, until, filters):
-        """Replay the history when since/until asks for it, then follow the live queue."""
-        def wanted(message):
-            seconds = message["timeNano"] / 1e9
-            return ((since is None or seconds >= since) and (until is None or seconds <= until)
-                    and event_matches(message, filters))
-
-        if since is not None or until is not None:
-            for message in history:
-                if wanted(message):
-                    self.write_json_message(message, b"\n")
-        while until is None or time.time() <= until:
-            wait = 1.0 if until is None else max(0.0, min(1.0, until - time.time()))
-            try:
-                message = live.get(timeout=wait)
-            except queue.Empty:
-                if self.client_gone():
-                    return
-                continue
-            if message is None:
-                return
-            if wanted(message):
-                self.write_json_message(message, b"\n")
+            stream.close()
 
     # -- images: the graph and the tag store (graph/service.go, api/server/router/image) ------
 
@@ -3535,8 +3542,8 @@ def inspect_container(daemon, container, size=False):
         "Id": container.id, "Created": container.created, "Path": container.path,
         "Args": container.args,
         "State": {"Status": container.status, "Running": container.running,
-                  "Paused": container.paused, "Restarting": container.restarting,
-                  "OOMKilled": False, "Dead": container.dead, "Pid": container.pid,
+                  "Paused": False, "Restarting": container.restarting,
+                  "OOMKilled": False, "Dead": False, "Pid": container.pid,
                   "ExitCode": container.exit_code, "Error": container.error,
                   "StartedAt": container.started_at, "FinishedAt": container.finished_at},
         "Image": container.image_id,
@@ -3557,6 +3564,16 @@ def inspect_container(daemon, container, size=False):
     if size:
         result.update(container_sizes(daemon, container))
     return result
+
+
+def system_df(daemon):
+    """GET /system/df (`docker system df`): images with the containers using each, and every
+    container with its sizes. No volumes or build cache yet."""
+    containers = daemon.containers.all()
+    usage = daemon.graph.disk_usage([c.image_id for c in containers])
+    return {"LayersSize": usage["LayersSize"], "Images": usage["Images"],
+            "Containers": [container_summary(daemon, c, True) for c in containers],
+            "Volumes": [], "BuildCache": []}
 
 
 def container_sizes(daemon, container):
@@ -3618,16 +3635,10 @@ def human_duration(seconds):
 def container_status_text(container):
     """The Status column of `docker ps`."""
     now = time.time()
-    if container.running and container.restarting:
-        return "Restarting (%d) %s ago" % (container.exit_code,
-                                          human_duration(now - unix_seconds(container.finished_at)))
     if container.running:
-        return "Up %s%s" % (human_duration(now - unix_seconds(container.started_at)),
-                            " (Paused)" if container.paused else "")
+        return "Up %s" % human_duration(now - unix_seconds(container.started_at))
     if container.removing:
         return "Removal In Progress"
-    if container.dead:
-        return "Dead"
     if container.restarting:
         return "Restarting (%d) %s ago" % (container.exit_code,
                                           human_duration(now - unix_seconds(container.finished_at)))
@@ -3859,12 +3870,11 @@ def system_info(daemon, server):
     config, sysinfo = daemon.config, daemon.sysinfo
     containers = daemon.containers.all()
     running = sum(1 for c in containers if c.running)
-    paused = sum(1 for c in containers if c.paused)
     return {
         "ID": daemon.id,
         "Containers": len(containers),
-        "ContainersRunning": running - paused,
-        "ContainersPaused": paused,
+        "ContainersRunning": running,
+        "ContainersPaused": 0,
         "ContainersStopped": len(containers) - running,
         "Images": daemon.graph.count(),
         "Driver": daemon.driver.name,

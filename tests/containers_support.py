@@ -286,6 +286,29 @@ def pty_docker(daemon, *args, rows=24, cols=80):
         session.close()
 
 
+def read_stream(sock, timeout=10):
+    """Everything a hijacked or monitor stream sends, until it closes."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def demultiplex(data):
+    """stdcopy: Docker's 8-byte-header frames -> [(stream id, payload)]; bytes that are not
+    whole frames fail the test."""
+    frames = []
+    while data:
+        assert len(data) >= 8 and data[0] in (1, 2) and data[1:4] == b"\0\0\0", data[:16]
+        size = struct.unpack(">I", data[4:8])[0]
+        frames.append((data[0], data[8:8 + size]))
+        data = data[8 + size:]
+    return frames
+
+
 def host_daemon_env(daemon):
     return dict(os.environ, DOCKER_HOST=daemon.host, DOCKER_CONFIG=os.path.join(daemon.dir, "cli"))
 

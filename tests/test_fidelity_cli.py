@@ -7,7 +7,6 @@ something that is no archive). One daemon for the module, as in test_containers_
 import json
 import os
 import socket
-import struct
 import time
 
 import pytest
@@ -15,13 +14,13 @@ import pytest
 from conftest import UnixHTTPConnection, build_busybox_rootfs
 # Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
-from containers_support import (api_create, err, inspect, out, run, run_detached, wait_for,
-                                wait_until_exited, write_docker_archive)
+from containers_support import (api_create, demultiplex, err, inspect, out, read_stream, run,
+                                run_detached, wait_for, wait_until_exited, write_docker_archive)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
 
-# -- helpers: a hijacked connection and the stdcopy framing ---------------------------------
+# -- helpers: a hijacked connection ------------------------------------------------------
 
 def hijack(daemon, path, body=None):
     """POST `path` with `Upgrade: tcp`; the socket once the 101 (or 200) headers are read."""
@@ -38,26 +37,6 @@ def hijack(daemon, path, body=None):
         assert chunk, "connection closed in the headers: %r" % head
         head += chunk
     return head.decode(), sock
-
-
-def read_to_end(sock):
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-
-
-def demultiplex(data):
-    """stdcopy frames -> [(stream, payload)]; fails on bytes that are not whole frames."""
-    frames = []
-    while data:
-        assert len(data) >= 8 and data[0] in (1, 2) and data[1:4] == b"\0\0\0", data[:16]
-        size = struct.unpack(">I", data[4:8])[0]
-        frames.append((data[0], data[8:8 + size]))
-        data = data[8 + size:]
-    return frames
 
 
 # -- 1. rmi and prune never delete an image a container uses --------------------------------
@@ -111,16 +90,16 @@ def test_rmi_force_with_a_stopped_container_leaves_the_container_whole(daemon, o
 def test_ps_and_system_df_survive_a_bind_source_that_is_gone(daemon, tmp_path):
     source = tmp_path / "src"
     source.mkdir()
-    daemon.docker("create", "--name", "m1", "--network", "none", "--mount", "type=bind,source=%s,target=/x" % source,
-                  "busybox", "true")
+    daemon.docker("create", "--name", "m1", "--network", "none", "--mount",
+                  "type=bind,source=%s,target=/x" % source, "busybox", "true")
     source.rmdir()
     assert out(daemon.docker("ps", "-a", "--format", "{{.Names}}")) == "m1"
     daemon.docker("system", "df")
     assert inspect(daemon, "m1")["Mounts"][0]["Source"] == str(source)
     result = daemon.docker("start", "m1", check=False)
     assert result.returncode == 1
-    assert err(result).splitlines()[0] == ('Error response from daemon: invalid mount config for type "bind": bind '
-                           'source path does not exist: %s' % source)
+    assert err(result).splitlines()[0] == ('Error response from daemon: invalid mount config for '
+                                           'type "bind": bind source path does not exist: %s' % source)
 
 
 # -- 3. docker kill returns once the container is dead --------------------------------------
@@ -168,7 +147,7 @@ def exec_output(daemon, exec_id, start_tty):
     with sock:
         assert head.startswith("HTTP/1.1 101 UPGRADED\r\n")
         assert "\r\nApi-Version: 1.41\r\n" in head
-        return read_to_end(sock)
+        return read_stream(sock)
 
 
 def test_exec_stream_is_multiplexed_when_started_without_tty(daemon):
@@ -210,7 +189,7 @@ def test_exec_detach_keys_close_the_stream_with_dockerds_message(daemon, detach_
         sock.sendall(b"echo hi\n")
         wait_for(lambda: b"hi" in sock.recv(4096), what="the shell")
         sock.sendall(typed)
-        assert read_to_end(sock).endswith(
+        assert read_stream(sock).endswith(
             b"exec attach failed: error on attach stdin: read escape sequence\r\n")
     state = daemon.request("GET", "/exec/%s/json" % exec_id).json()
     assert state["Running"] is True   # the shell lives on
@@ -225,7 +204,7 @@ def attach_like_docker_py(daemon, path):
     try:
         connection.request("POST", path, headers={"Connection": "Upgrade", "Upgrade": "tcp"})
         assert connection.getresponse().status == 101
-        return read_to_end(connection.sock)
+        return read_stream(connection.sock)
     finally:
         connection.close()
 

@@ -1149,6 +1149,7 @@ class Container(object):
         self.pid = 0
         self.exit_code = 0
         self.error = ""
+        self.health = None        # State.Health while it has a healthcheck: Status, FailingStreak, Log
         self.started_at = ZERO_TIME
         self.finished_at = ZERO_TIME
         self.restart_count = 0
@@ -1162,7 +1163,7 @@ class Container(object):
         self.pending_attaches = 0
         self.cond = threading.Condition()
 
-    STATE_KEYS = ("running", "restarting", "pid", "exit_code", "error", "started_at",
+    STATE_KEYS = ("running", "restarting", "pid", "exit_code", "error", "health", "started_at",
                   "finished_at", "has_been_started", "manually_stopped")
 
     @property
@@ -1400,6 +1401,7 @@ def create_container(daemon, config, host_config, name):
         raise InvalidParameter("config cannot be empty in order to create a container")
     host_config["LogConfig"] = merge_log_config(daemon.config, host_config.get("LogConfig"))
     validate_host_config(host_config)
+    validate_healthcheck(config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
     container = Container(None, generate_container_id())
@@ -1496,6 +1498,8 @@ def merge_image_config(config, image_config):
         merged["Entrypoint"] = image_config.get("Entrypoint")
     if not (merged.get("Entrypoint") or merged.get("Cmd")):
         raise InvalidParameter("No command specified")
+    merged["Healthcheck"] = merge_healthcheck(merged.get("Healthcheck"),
+                                              image_config.get("Healthcheck"))
     return merged
 
 
@@ -1786,6 +1790,7 @@ def mark_running(daemon, container, monitor, restart):
         container.cond.notify_all()
     daemon.events.log("container", "start", container.id, container.event_attributes())
     watch_container(daemon, container, monitor)
+    start_health_monitor(daemon, container, monitor)
 
 
 def watch_container(daemon, container, monitor):
@@ -2427,6 +2432,199 @@ def inspect_exec(exec_config):
             "Pid": exec_config.pid}
 
 
+# -- the healthcheck (daemon/health.go) --------------------------------------------------------
+
+HEALTHCHECK_DEFAULTS = {"Interval": 30 * 10 ** 9, "Timeout": 30 * 10 ** 9, "StartPeriod": 0,
+                        "Retries": 3}
+MIN_HEALTHCHECK_DURATION = 10 ** 6   # container.MinimumDuration, 1 ms
+MAX_HEALTH_LOG = 5                    # maxLogEntries: the probes inspect shows
+MAX_PROBE_OUTPUT = 4096               # maxOutputLen: what a probe's output keeps
+
+
+def validate_healthcheck(config):
+    """verifyContainerSettings for Config.Healthcheck: durations of 1 ms at least (0: the
+    image's or the default), retries not negative."""
+    healthcheck = config.get("Healthcheck") or {}
+    for key in ("Interval", "Timeout", "StartPeriod"):
+        value = healthcheck.get(key) or 0
+        if not isinstance(value, int) or (value and value < MIN_HEALTHCHECK_DURATION):
+            raise InvalidParameter("%s in Healthcheck cannot be less than 1ms" % key)
+    retries = healthcheck.get("Retries") or 0
+    if not isinstance(retries, int) or retries < 0:
+        raise InvalidParameter("Retries in Healthcheck cannot be negative")
+
+
+def merge_healthcheck(healthcheck, image_healthcheck):
+    """runconfig.Merge for the healthcheck: the image's fills in what the request leaves
+    zero (`--health-interval` alone keeps the image's test)."""
+    if not image_healthcheck:
+        return healthcheck
+    if healthcheck is None:
+        return dict(image_healthcheck)
+    merged = dict(healthcheck)
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
+        if not merged.get(key) and image_healthcheck.get(key):
+            merged[key] = image_healthcheck[key]
+    return merged
+
+
+def health_probe(config):
+    """getProbe: the command a probe runs, or None without a healthcheck (`NONE`, which
+    `--no-healthcheck` sends, turns the image's off)."""
+    test = (config.get("Healthcheck") or {}).get("Test") or []
+    if test[:1] == ["CMD"] and len(test) > 1:
+        return test[1:]
+    if test[:1] == ["CMD-SHELL"] and len(test) > 1:
+        return (config.get("Shell") or ["/bin/sh", "-c"]) + test[1:]
+    return None
+
+
+def health_setting(config, key):
+    return (config.get("Healthcheck") or {}).get(key) or HEALTHCHECK_DEFAULTS[key]
+
+
+def start_health_monitor(daemon, container, monitor):
+    """initHealthMonitor: at each start a container with a healthcheck is "starting" again
+    (its failing streak reset, its log kept), and a thread probes it every Interval for as
+    long as this run of the container lasts."""
+    probe = health_probe(container.config)
+    if probe is None:
+        return
+    with container.cond:
+        container.health = dict(container.health or {"Log": []}, Status="starting",
+                                FailingStreak=0)
+    threading.Thread(target=monitor_health, args=(daemon, container, monitor, probe),
+                     name="health " + container.id[:12], daemon=True).start()
+
+
+def monitor_health(daemon, container, monitor, probe):
+    interval = health_setting(container.config, "Interval") / 1e9
+    while True:
+        with container.cond:   # the exit of this run wakes it: it ends with the run
+            if container.cond.wait_for(lambda: container.monitor is not monitor, interval):
+                return
+        result = run_health_probe(daemon, container, probe)
+        with container.cond:
+            if container.monitor is not monitor:   # stopped while probing: not a verdict
+                return
+            status = record_health(container, result)
+        if status:
+            daemon.events.log("container", "health_status: " + status, container.id,
+                              container.event_attributes())
+
+
+def run_health_probe(daemon, container, probe):
+    """cmdProbe.run: the probe as an exec of the container (its exec events included), its
+    stdout and stderr kept together, up to 4 KiB; past Timeout it is killed (exit code -1)."""
+    timeout = health_setting(container.config, "Timeout")
+    started = logger.format_time(time.time_ns())
+    output, code = b"", -1
+    try:
+        exec_config = create_exec(daemon, container, {"Cmd": probe, "AttachStdout": True,
+                                                      "AttachStderr": True})
+    except errdefs.DockerError as err:
+        output = err.message.encode()
+    else:
+        output, finished = read_probe_output(daemon, exec_config, timeout / 1e9)
+        if not finished:
+            output = ("Health check exceeded timeout (%s)" % go_duration(timeout)).encode()
+            kill_exec(exec_config)
+        elif exec_config.exited.wait(HEALTH_EXIT_WAIT):
+            code = exec_config.exit_code
+    if len(output) > MAX_PROBE_OUTPUT:
+        output = output[:MAX_PROBE_OUTPUT] + b"..."
+    return {"Start": started, "End": logger.format_time(time.time_ns()), "ExitCode": code,
+            "Output": output.decode("utf-8", "replace")}
+
+
+# How long a probe whose output has ended may take to report its exit code.
+HEALTH_EXIT_WAIT = 5.0
+
+
+def read_probe_output(daemon, exec_config, timeout):
+    """Start the probe's exec on one end of a socket pair and read its stdcopy frames from
+    the other until they end or `timeout` seconds pass; (output, whether they ended)."""
+    ours, theirs = socket.socketpair()
+    threading.Thread(target=start_probe_exec, args=(daemon, exec_config, theirs),
+                     daemon=True).start()
+    deadline = time.monotonic() + timeout
+    data = b""
+    with ours:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([ours], [], [], left)[0]:
+                return stdcopy_payloads(data), False
+            chunk = ours.recv(65536)
+            if not chunk:
+                return stdcopy_payloads(data), True
+            data += chunk
+
+
+def start_probe_exec(daemon, exec_config, sock):
+    with sock:
+        try:
+            start_exec(daemon, exec_config, False, False, lambda: sock)
+        except errdefs.DockerError as err:   # e.g. the container stopped meanwhile
+            sock.sendall(stdcopy_frame(1, err.message.encode()))
+
+
+def kill_exec(exec_config):
+    if exec_config.monitor is not None:
+        try:
+            exec_config.monitor.signal(signal.SIGKILL)
+        except monitor_module.MonitorError:
+            pass   # it ended meanwhile
+
+
+def stdcopy_payloads(data):
+    """The payloads of stdcopy frames, joined (an incomplete last frame is dropped)."""
+    payloads = []
+    while len(data) >= 8:
+        size = int.from_bytes(data[4:8], "big")
+        payloads.append(data[8:8 + size])
+        data = data[8 + size:]
+    return b"".join(payloads)
+
+
+def record_health(container, result):
+    """handleProbeResult, under the container's lock: keep the last 5 results; a success
+    makes it healthy, `Retries` failures in a row unhealthy, except that failures inside
+    the start period of a container not yet healthy do not count. The new status if it
+    changed (for the health_status event), else None."""
+    health = container.health
+    before = health["Status"]
+    health["Log"] = (health["Log"] + [result])[-MAX_HEALTH_LOG:]
+    if result["ExitCode"] == 0:
+        health["FailingStreak"], health["Status"] = 0, "healthy"
+    elif not (before == "starting" and unix_seconds(result["Start"]) - unix_seconds(
+            container.started_at) < health_setting(container.config, "StartPeriod") / 1e9):
+        health["FailingStreak"] += 1
+        if health["FailingStreak"] >= health_setting(container.config, "Retries"):
+            health["Status"] = "unhealthy"
+    return health["Status"] if health["Status"] != before else None
+
+
+def health_status(container):
+    """What the `health` filter of `docker ps` compares: starting, healthy, unhealthy or none."""
+    return container.health["Status"] if container.health else "none"
+
+
+def go_duration(nanoseconds):
+    """time.Duration.String: 300ms, 30s, 1m30s, 1h0m0s."""
+    if nanoseconds < 10 ** 9:
+        for unit, size in (("ms", 10 ** 6), ("µs", 10 ** 3), ("ns", 1)):
+            if nanoseconds >= size or unit == "ns":
+                return _go_number(nanoseconds / size) + unit
+    hours, rest = divmod(nanoseconds, 3600 * 10 ** 9)
+    minutes, rest = divmod(rest, 60 * 10 ** 9)
+    text = ("%dh" % hours if hours else "") + ("%dm" % minutes if hours or minutes else "")
+    return text + _go_number(rest / 1e9) + "s"
+
+
+def _go_number(value):
+    return ("%.9f" % value).rstrip("0").rstrip(".")
+
+
 def restore_container(daemon, container):
     """daemon.restore for one container: re-adopt a live monitor, or record the death.
 
@@ -2443,6 +2641,7 @@ def restore_container(daemon, container):
         container.monitor, container.pid = monitor, monitor.init_pid
         daemon.graph.mount_rw_layer(container.id)
         watch_container(daemon, container, monitor)
+        start_health_monitor(daemon, container, monitor)
         log.debug("re-adopted running container %s", container.id[:12])
         return
     monitor_module.kill_orphan(state_dir)
@@ -3561,6 +3760,8 @@ def inspect_container(daemon, container, size=False):
         "Config": container.config,
         "NetworkSettings": network_settings(container),
     }
+    if container.health:
+        result["State"]["Health"] = dict(container.health)
     if size:
         result.update(container_sizes(daemon, container))
     return result
@@ -3636,7 +3837,11 @@ def container_status_text(container):
     """The Status column of `docker ps`."""
     now = time.time()
     if container.running:
-        return "Up %s" % human_duration(now - unix_seconds(container.started_at))
+        up = human_duration(now - unix_seconds(container.started_at))
+        if container.health:   # Health.String: "health: starting", "healthy", "unhealthy"
+            status = container.health["Status"]
+            return "Up %s (%s)" % (up, "health: starting" if status == "starting" else status)
+        return "Up %s" % up
     if container.removing:
         return "Removal In Progress"
     if container.restarting:
@@ -3673,6 +3878,9 @@ def list_containers(daemon, all_containers, limit, size, filters):
     for key in filters:
         if key not in PS_FILTERS:
             raise InvalidParameter("Invalid filter '%s'" % key)
+    for value in filters.get("health", []):
+        if value not in ("starting", "healthy", "unhealthy", "none"):
+            raise InvalidParameter("Unrecognised filter value for health: %s" % value)
     containers = sorted(daemon.containers.all(), key=lambda c: c.created, reverse=True)
     show_all = all_containers or limit > 0 or "status" in filters or "exited" in filters
     selected = [c for c in containers if (show_all or c.running) and
@@ -3694,6 +3902,7 @@ def container_matches(daemon, container, filters):
         "ancestor": lambda v: container.image_id == _image_id_or_none(daemon, v),
         "network": lambda v: v in network_settings(container)["Networks"] or
         v == container.host_config.get("NetworkMode"),
+        "health": lambda v: health_status(container) == v,
     }
     for key, values in filters.items():
         if key in ("before", "since"):

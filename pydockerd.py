@@ -457,7 +457,7 @@ class Daemon(object):
         self.netcontroller = None  # drivers.network.Controller
         self.linkgraph = None
         self.containers = None
-        self.execs = {}
+        self.execs = ExecStore()
         self.fork_server = None
         self.sysinfo = None
         self.device_cgroup = None  # cgroups.DeviceCgroup; None on a cgroup v2-only host
@@ -508,7 +508,7 @@ def new_daemon(config, registry_service, fork_server):
         verify_log_driver(config)
         configure_kernel_security_support(config, daemon.driver.name)
         daemon.repository = make_containers_dir(config)
-        daemon.graph = init_graph(config, daemon.driver)
+        daemon.graph = init_graph(config, daemon)
         configure_volumes(config)
         daemon.id = load_daemon_id(config)
         init_trust_store(config)
@@ -696,13 +696,29 @@ def make_containers_dir(config):
 
 
 @boot_step
-def init_graph(config, driver):
+def init_graph(config, daemon):
     """graph.NewGraph: the image store under <root>/graph, on top of the graph driver.
 
     Images and layers are loaded from disk here; tags and events are joined to the graph
-    later in the boot (init_tag_store), in the order Docker 1.8.2 built them.
+    later in the boot (init_tag_store), in the order Docker 1.8.2 built them. The graph asks
+    the daemon's containers which images they use, so `docker rmi` and `image prune` never
+    delete an image under a container (the containers are loaded later, before any request).
     """
-    return graph_store.Graph(config.root, driver, tagstore=None, docker_version=VERSION)
+    return graph_store.Graph(config.root, daemon.driver, None,
+                             image_in_use=functools.partial(container_using_image, daemon),
+                             image_running=functools.partial(container_using_image, daemon,
+                                                             running=True),
+                             docker_version=VERSION)
+
+
+def container_using_image(daemon, image_id, running=False):
+    """containers.First(using): the ID of a container made from the image (with `running`, of
+    one that runs or is about to run again), or None."""
+    for container in daemon.containers.all():
+        if container.image_id == image_id and (not running or container.running or
+                                               container.restarting):
+            return container.id
+    return None
 
 
 @boot_step
@@ -939,6 +955,44 @@ class Events(object):
             return len(self.subscribers)
 
 
+class EventStream(object):
+    """What one `docker events` client gets: the history between since and until (replayed
+    only when one of them is given, as dockerd does), then live events until `until`, the
+    daemon's shutdown or the client's departure. Subscribed from the start, so nothing logged
+    after the request is missed; close() unsubscribes."""
+
+    def __init__(self, events, since, until, filters):
+        self.events = events
+        self.since, self.until, self.filters = since, until, filters
+        self.history, self.live = events.subscribe()
+
+    def wanted(self, message):
+        seconds = message["timeNano"] / 1e9
+        return ((self.since is None or seconds >= self.since) and
+                (self.until is None or seconds <= self.until) and event_matches(message, self.filters))
+
+    def messages(self, cancelled):
+        if self.since is not None or self.until is not None:
+            for message in self.history:
+                if self.wanted(message):
+                    yield message
+        while self.until is None or time.time() <= self.until:
+            wait = 1.0 if self.until is None else max(0.0, min(1.0, self.until - time.time()))
+            try:
+                message = self.live.get(timeout=wait)
+            except queue.Empty:
+                if cancelled():
+                    return
+                continue
+            if message is None:
+                return
+            if self.wanted(message):
+                yield message
+
+    def close(self):
+        self.events.unsubscribe(self.live)
+
+
 def event_matches(message, filters):
     """events.Filter: type, event, container, image, label and network filters; values OR (but
     every label must match), keys AND."""
@@ -1141,13 +1195,12 @@ class Container(object):
         self.driver = ""
         self.network_settings = {}  # NetworkSettings, kept by the network controller
         self.running = False
-        self.paused = False
         self.restarting = False
         self.removing = False
-        self.dead = False
         self.pid = 0
         self.exit_code = 0
         self.error = ""
+        self.health = None        # State.Health while it has a healthcheck: Status, FailingStreak, Log
         self.started_at = ZERO_TIME
         self.finished_at = ZERO_TIME
         self.restart_count = 0
@@ -1161,19 +1214,20 @@ class Container(object):
         self.pending_attaches = 0
         self.cond = threading.Condition()
 
-    STATE_KEYS = ("running", "paused", "restarting", "dead", "pid", "exit_code", "error",
-                  "started_at", "finished_at", "has_been_started", "manually_stopped")
+    STATE_KEYS = ("running", "restarting", "pid", "exit_code", "error", "health", "started_at",
+                  "finished_at", "has_been_started", "manually_stopped")
 
     @property
     def status(self):
-        """State.StateString: created, running, paused, restarting, removing, exited or dead."""
+        """State.StateString: created, running, restarting, removing or exited (pydockerd has
+        no pause yet, and no removal leaves a container dead)."""
         if self.running:
-            return "paused" if self.paused else "restarting" if self.restarting else "running"
+            return "running"
         if self.removing:
             return "removing"
-        if self.dead:
-            return "dead"
-        return "exited" if self.has_been_started or self.restarting else "created"
+        if self.restarting:
+            return "restarting"
+        return "exited" if self.has_been_started else "created"
 
     @property
     def config_path(self):
@@ -1397,6 +1451,7 @@ def create_container(daemon, config, host_config, name, networking_config):
         raise InvalidParameter("config cannot be empty in order to create a container")
     host_config["LogConfig"] = merge_log_config(daemon.config, host_config.get("LogConfig"))
     validate_host_config(host_config)
+    validate_healthcheck(config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
     network_settings, warnings = daemon.netcontroller.settings_for_create(
@@ -1508,6 +1563,7 @@ def validate_host_config(host_config):
         parse_bind(bind)
     for mount in host_config.get("Mounts") or []:
         parse_mount(mount)
+    check_bind_sources(host_config)
     for destination in (host_config.get("Tmpfs") or {}):
         check_mount_destination(destination)
     try:
@@ -1545,6 +1601,8 @@ def merge_image_config(config, image_config):
         merged["Entrypoint"] = image_config.get("Entrypoint")
     if not (merged.get("Entrypoint") or merged.get("Cmd")):
         raise InvalidParameter("No command specified")
+    merged["Healthcheck"] = merge_healthcheck(merged.get("Healthcheck"),
+                                              image_config.get("Healthcheck"))
     return merged
 
 
@@ -1595,16 +1653,17 @@ def parse_bind(spec):
 
 
 def parse_mount(mount):
-    """--mount type=bind|tmpfs: the same mounts in the structured form."""
+    """--mount type=bind|tmpfs: the same mounts in the structured form. Only the form is
+    checked here: whether a bind source exists is a question of the moment
+    (check_bind_sources), and listing a container must never depend on it."""
     if not isinstance(mount, dict):
         raise InvalidParameter("invalid mount config")
     kind, target = mount.get("Type"), mount.get("Target") or ""
     check_mount_destination(target, kind)
     if kind == "bind":
         source = mount.get("Source") or ""
-        if not os.path.isabs(source) or not os.path.exists(source):
-            raise InvalidParameter('invalid mount config for type "bind": bind source path does '
-                                   'not exist: %s' % source)
+        if not os.path.isabs(source):
+            raise bind_source_missing(source)
         return execdriver.Mount(destination=target, source=source, readonly=bool(mount.get("ReadOnly")))
     if kind == "tmpfs":
         options = mount.get("TmpfsOptions") or {}
@@ -1614,6 +1673,19 @@ def parse_mount(mount):
         return execdriver.Mount(destination=target, type="tmpfs", data=data)
     raise InvalidParameter('invalid mount config: mount type "%s" is not supported by pydockerd yet'
                            % kind)
+
+
+def check_bind_sources(host_config):
+    """A `--mount type=bind` source must exist (`-v` creates a missing one instead): checked at
+    create and again at every start, because the directory may go in between."""
+    for mount in host_config.get("Mounts") or []:
+        if mount.get("Type") == "bind" and not os.path.exists(mount.get("Source") or ""):
+            raise bind_source_missing(mount.get("Source") or "")
+
+
+def bind_source_missing(source):
+    return InvalidParameter('invalid mount config for type "bind": bind source path does not '
+                            'exist: %s' % source)
 
 
 def check_mount_destination(destination, kind="bind"):
@@ -1657,13 +1729,16 @@ def start_container(daemon, container, restart=False):
 
     The monitor sets the process up and holds it before execve until the attach streams that
     were waiting (docker run attaches before it starts) are connected, so no output is lost.
+    A start that fails after these checks is undone by failed_start, whoever asked for it (the
+    API, `docker restart`, a restart policy, the boot).
     """
     with container.cond:
         if container.running:
             raise errdefs.NotModified("container already started")
-        if container.removing or container.dead or container.removed:
+        if container.removing or container.removed:
             raise errdefs.Conflict("Container %s is marked for removal and cannot be started"
                                    % container.id)
+        check_bind_sources(container.host_config)
         container.manually_stopped = False
         rootfs = daemon.graph.mount_rw_layer(container.id)
         try:
@@ -1686,7 +1761,8 @@ def failed_start(daemon, container, monitor, err):
     """Undo a start that never reached execve, record why, and return the error to raise.
 
     Whatever failed (the image's command, the monitor, the disk), the container is left as
-    dockerd leaves it: not running, its root unmounted, the reason in State.Error.
+    dockerd leaves it: not running, its root unmounted, the reason in State.Error; and gone,
+    if it was created with --rm (`wait?condition=removed` then answers 128).
     """
     if monitor is not None:
         kill_at_gate(monitor)
@@ -1702,6 +1778,11 @@ def failed_start(daemon, container, monitor, err):
         log.error("Error starting container %s: %s", container.id[:12], err)
         err = execdriver.ExecdriverError(str(err) or err.__class__.__name__, 128)
     record_start_failure(daemon, container, err)
+    if container.host_config.get("AutoRemove"):
+        try:
+            remove_container(daemon, container, force=True)
+        except errdefs.DockerError as remove_error:
+            log.error("can't remove container %s: %s", container.id[:12], remove_error)
     return start_error(err)
 
 
@@ -1825,6 +1906,7 @@ def mark_running(daemon, container, monitor, restart):
         container.cond.notify_all()
     daemon.events.log("container", "start", container.id, container.event_attributes())
     watch_container(daemon, container, monitor)
+    start_health_monitor(daemon, container, monitor)
 
 
 def watch_container(daemon, container, monitor):
@@ -1908,13 +1990,37 @@ def unix_seconds(timestamp):
     return logger.parse_time(timestamp) / 1e9
 
 
-def kill_container(daemon, container, signum, manual=True):
-    """daemon.Kill / killWithSignal: signal the process through its monitor."""
+# How long `docker kill` waits for the exit that SIGKILL brings (dockerd: twice 2 s).
+KILL_TIMEOUT = 10.0
+STOP_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+
+
+def kill_container(daemon, container, signum):
+    """daemon.ContainerKill (`docker kill`): signal the process. With SIGKILL, the default, it
+    returns only once the process is gone, as dockerd's Kill does: an inspect right after says
+    not running, exit code 137, and a `docker rm` right after succeeds."""
+    kill_with_signal(daemon, container, signum)
+    if signum == signal.SIGKILL and not wait_stopped(container, KILL_TIMEOUT):
+        raise errdefs.System("tried to kill container, but did not receive an exit event")
+
+
+def kill_with_signal(daemon, container, signum):
+    """daemon.killWithSignal: signal the process through its monitor.
+
+    A stop signal (KILL, TERM, INT) is a manual stop: the restart policy leaves the container
+    down. A container waiting out its restart delay has no process to signal; a stop signal
+    just cancels the restart.
+    """
     with container.cond:
         monitor = container.monitor
+        if container.restarting and not container.running and signum in STOP_SIGNALS:
+            container.manually_stopped, container.restarting = True, False
+            container.to_disk()
+            container.cond.notify_all()
+            return
         if not container.running or monitor is None:
             raise errdefs.Conflict("Container %s is not running" % container.id)
-        if manual and signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+        if signum in STOP_SIGNALS:
             container.manually_stopped = True
             container.restarting = False
     try:
@@ -1938,24 +2044,77 @@ def wait_stopped(container, timeout):
 
 
 def stop_container(daemon, container, timeout=10):
-    """daemon.containerStop: the stop signal, `timeout` seconds of grace, then SIGKILL."""
-    if not container.running:
+    """daemon.containerStop: the stop signal, `timeout` seconds of grace, then SIGKILL. A
+    container waiting to restart is stopped by cancelling the restart."""
+    if not (container.running or container.restarting):
         raise errdefs.NotModified("container already stopped")
     container.manually_stopped = True
     stop_signal = parse_signal(container.config.get("StopSignal") or "SIGTERM")
     try:
-        kill_container(daemon, container, stop_signal)
+        kill_with_signal(daemon, container, stop_signal)
     except errdefs.Conflict:
         pass  # it exited meanwhile
     if not wait_stopped(container, timeout):
         log.info("Container %s failed to exit within %d seconds of signal %d - using the force",
                  container.id[:12], timeout, stop_signal)
         try:
-            kill_container(daemon, container, signal.SIGKILL)
+            kill_with_signal(daemon, container, signal.SIGKILL)
         except errdefs.Conflict:
             pass
         wait_stopped(container, None)
     daemon.events.log("container", "stop", container.id, container.event_attributes())
+
+
+def restart_container(daemon, container, timeout=10):
+    """daemon.ContainerRestart: stop it if it runs, start it again, say so."""
+    try:
+        stop_container(daemon, container, timeout)
+    except errdefs.NotModified:
+        pass
+    start_container(daemon, container)
+    daemon.events.log("container", "restart", container.id, container.event_attributes())
+
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+def container_wait(container, condition):
+    """daemon.ContainerWait (container/state.go Wait): returns result(cancelled), which blocks
+    until `condition` holds and gives the exit code then (None if cancelled() came first).
+
+    The condition is taken from the moment of this call, as dockerd does:
+      not-running  at once if the container neither runs nor waits to restart, else at its
+                   next exit -- a restart policy may start it again, the wait is over anyway;
+      next-exit    at its next exit (`docker run` waits so before it starts the container);
+      removed      once it is removed (`docker run --rm`).
+    Every condition also ends when the container is removed.
+    """
+    if condition not in WAIT_CONDITIONS:
+        raise InvalidParameter("invalid condition: %s" % condition)
+    with container.cond:
+        exits = container.exits
+        stopped = not (container.running or container.restarting)
+
+    def result(cancelled):
+        with container.cond:
+            while not (container.removed or (condition == "not-running" and stopped) or
+                       (condition != "removed" and container.exits > exits)):
+                container.cond.wait(1.0)
+                if cancelled():
+                    return None
+            return container.exit_code
+    return result
+
+
+def resize_container(daemon, container, height, width):
+    """ContainerResize: the size of the container's terminal."""
+    with container.cond:
+        monitor = container.monitor
+        if not container.running or monitor is None:
+            raise errdefs.Conflict("Container %s is not running" % container.id)
+    monitor.resize(height, width)
+    daemon.events.log("container", "resize", container.id, container.event_attributes(
+        height=str(height), width=str(width)))
 
 
 def remove_container(daemon, container, force=False):
@@ -1991,13 +2150,10 @@ def release_container(daemon, container):
     if container.running:
         container.manually_stopped = True
         try:
-            kill_container(daemon, container, signal.SIGKILL)
+            kill_with_signal(daemon, container, signal.SIGKILL)
         except errdefs.Conflict:
             pass
         wait_stopped(container, None)
-    for exec_config in list(daemon.execs.values()):
-        if exec_config.container is container:
-            daemon.execs.pop(exec_config.id, None)
     try:
         daemon.graph.release_rw_layer(container.id)
     except NotFound:
@@ -2137,10 +2293,12 @@ class ExecConfig(object):
         self.detach_keys = request.get("DetachKeys") or ""
         self.console_size = request.get("ConsoleSize")
         self.resized = threading.Event()  # the client has sent its terminal's size
+        self.exited = threading.Event()   # the exit code is recorded
         self.running = False
         self.exit_code = None
         self.pid = 0
         self.monitor = None
+        self.can_remove = False           # marked by the garbage collector (ExecStore.collect)
         self.lock = threading.Lock()
 
     @property
@@ -2148,9 +2306,132 @@ class ExecConfig(object):
         """The action suffix of exec events: `exec_start: sh -c true`."""
         return " ".join(self.process.args)
 
+    @property
+    def listed(self):
+        """Whether its container still lists it (ExecIDs): until it exits, or the container stops."""
+        return self.exit_code is None and self.container.running and not self.container.removed
 
-def start_exec(daemon, exec_config):
-    """daemon.ContainerExecStart: a monitor for the process, in every namespace of the container."""
+
+class ExecStore(object):
+    """The daemon's exec instances by ID (daemon/exec.go execStore), with execCommandGC.
+
+    A record outlives its process, so that `docker exec` can read the exit code afterwards
+    (GET /exec/<id>/json). Docker 1.8.2 collects them every five minutes: a record its
+    container no longer lists (it exited, or the container stopped or went) is marked
+    CanRemove on one pass and dropped on the next, so it stays readable for 5 to 10 minutes.
+    The collector runs only while there are records to look at.
+    """
+
+    GC_INTERVAL = 300.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_id = {}
+        self.collector = None
+
+    def add(self, exec_config):
+        with self.lock:
+            self.by_id[exec_config.id] = exec_config
+            if self.collector is None:
+                self.schedule_collection()
+
+    def get(self, exec_id):
+        with self.lock:
+            found = self.by_id.get(exec_id)
+        if found is None:
+            raise NotFound("No such exec instance: %s" % exec_id)
+        return found
+
+    def listed(self, container):
+        """Container.ExecIDs: the exec instances the container lists now."""
+        with self.lock:
+            return [e.id for e in self.by_id.values() if e.container is container and e.listed]
+
+    def collect(self):
+        """One pass of execCommandGC."""
+        with self.lock:
+            for exec_id, exec_config in list(self.by_id.items()):
+                if exec_config.can_remove:
+                    del self.by_id[exec_id]
+                elif not exec_config.listed:
+                    exec_config.can_remove = True
+            self.collector = None
+            if self.by_id:
+                self.schedule_collection()
+
+    def schedule_collection(self):
+        self.collector = threading.Timer(self.GC_INTERVAL, self.collect)
+        self.collector.daemon = True
+        self.collector.start()
+
+
+def create_exec(daemon, container, request):
+    """daemon.ContainerExecCreate (`docker exec`, first half): record what to run in the
+    running container; nothing runs until start_exec."""
+    if not isinstance(request, dict) or not request.get("Cmd"):
+        raise InvalidParameter("No exec command specified")
+    if not container.running:
+        raise errdefs.Conflict("Container %s is not running" % container.id)
+    exec_config = ExecConfig(container, request)
+    daemon.execs.add(exec_config)
+    daemon.events.log("container", "exec_create: " + exec_config.description, container.id,
+                      container.event_attributes(execID=exec_config.id))
+    return exec_config
+
+
+# What dockerd 20.10 writes into an exec stream when the detach keys end it: the escape error,
+# wrapped twice on its way up (copyEscapable, then ContainerExecStart).
+EXEC_DETACHED_MESSAGE = b"exec attach failed: error on attach stdin: read escape sequence\r\n"
+
+
+def start_exec(daemon, exec_config, detach, tty, hijack):
+    """daemon.ContainerExecStart (`docker exec`, second half): run the process.
+
+    Detached, it starts and the call returns. Attached, hijack() takes over the client's
+    connection and the process's stdio is proxied over it until its output ends; its exit
+    code is recorded before the connection closes, so the client's next inspect sees it.
+
+    The stream's framing follows `tty` of this start request, not the exec's own Tty, as in
+    dockerd: raw bytes with a tty, stdcopy frames without, and clients read it the way they
+    asked. When the process has a terminal, the detach keys (ctrl-p,ctrl-q or the exec's
+    DetachKeys) end the stream with dockerd's escape error and leave the process running.
+    """
+    keys = parse_detach_keys(exec_config.detach_keys) if exec_config.process.tty else None
+    try:
+        monitor = spawn_exec(daemon, exec_config)
+        watch_exec(daemon, exec_config, monitor)
+        if detach:
+            set_console_size(monitor, exec_config.process.tty, exec_config.console_size)
+            monitor.start()
+            return
+    except execdriver.ExecdriverError as err:
+        if detach:
+            raise start_error(err) from None
+        hijack().sendall(stream_frame(exec_failure_message(err), tty))
+        return
+    client = hijack()
+    process = exec_config.process
+    upstream = monitor.attach(stdin=process.open_stdin, stdout=exec_config.attach_stdout,
+                              stderr=exec_config.attach_stderr, stdin_once=True,
+                              multiplexed=not tty)
+    try:
+        if not set_console_size(monitor, process.tty, exec_config.console_size):
+            await_exec_resize(exec_config)
+        monitor.start()
+    except execdriver.ExecdriverError as err:
+        upstream.close()
+        client.sendall(stream_frame(exec_failure_message(err), tty))
+        return
+    outcome = proxy_streams(client, upstream, process.open_stdin, keys)
+    if outcome == DETACHED:
+        client.sendall(stream_frame(EXEC_DETACHED_MESSAGE, tty))
+    elif outcome == OUTPUT_ENDED:
+        exec_config.exited.wait()
+
+
+def spawn_exec(daemon, exec_config):
+    """A monitor for the exec's process, in every namespace of the container, held at its
+    gate; an exec that cannot be set up gets its exit code (126, 127) at once."""
     container = exec_config.container
     with exec_config.lock:
         if exec_config.running or exec_config.exit_code is not None:
@@ -2164,6 +2445,11 @@ def start_exec(daemon, exec_config):
             monitor = daemon.fork_server.spawn_exec_monitor(state_dir, command, exec_config.process,
                                                             container.pid, start=False)
             join_device_cgroup(daemon, container.id, monitor)
+        except execdriver.ExecdriverError as err:
+            exec_config.exit_code = err.exit_code
+            exec_config.exited.set()
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise
         except BaseException:
             shutil.rmtree(state_dir, ignore_errors=True)
             raise
@@ -2173,12 +2459,18 @@ def start_exec(daemon, exec_config):
     return monitor
 
 
+def watch_exec(daemon, exec_config, monitor):
+    """A thread that records the exec's exit code when its process ends (exec_die)."""
+    threading.Thread(target=finish_exec, args=(daemon, exec_config, monitor),
+                     name="exec " + exec_config.id[:12], daemon=True).start()
+
+
 def finish_exec(daemon, exec_config, monitor):
-    """Record the exec's exit code when its process ends (exec_die)."""
     state = monitor.wait(timeout=None)
     with exec_config.lock:
         exec_config.running = False
         exec_config.exit_code = 126 if state.get("exit_code") is None else state["exit_code"]
+    exec_config.exited.set()
     shutil.rmtree(monitor.state_dir, ignore_errors=True)
     container = exec_config.container
     daemon.events.log("container", "exec_die", container.id,
@@ -2204,6 +2496,223 @@ def disconnect_network(daemon, network, name, force):
         container.to_disk()
 
 
+def resize_exec(exec_config, height, width):
+    """ContainerExecResize: the size of the exec's terminal (the first one lets it start)."""
+    if exec_config.monitor is None or not exec_config.running:
+        raise errdefs.Conflict("Exec %s is not running" % exec_config.id)
+    exec_config.monitor.resize(height, width)
+    exec_config.resized.set()
+
+
+def inspect_exec(exec_config):
+    """GET /exec/{id}/json (ContainerExecInspect); clients read ProcessConfig.tty to choose
+    how to read a stream, and ExitCode once it has ended."""
+    process = exec_config.process
+    process_config = {"tty": process.tty, "entrypoint": process.args[0],
+                      "arguments": process.args[1:], "privileged": process.privileged}
+    if process.user:
+        process_config["user"] = process.user
+    return {"ID": exec_config.id, "Running": exec_config.running,
+            "ExitCode": exec_config.exit_code, "ProcessConfig": process_config,
+            "OpenStdin": process.open_stdin, "OpenStderr": exec_config.attach_stderr,
+            "OpenStdout": exec_config.attach_stdout, "CanRemove": exec_config.can_remove,
+            "ContainerID": exec_config.container.id, "DetachKeys": exec_config.detach_keys,
+            "Pid": exec_config.pid}
+
+
+# -- the healthcheck (daemon/health.go) --------------------------------------------------------
+
+HEALTHCHECK_DEFAULTS = {"Interval": 30 * 10 ** 9, "Timeout": 30 * 10 ** 9, "StartPeriod": 0,
+                        "Retries": 3}
+MIN_HEALTHCHECK_DURATION = 10 ** 6   # container.MinimumDuration, 1 ms
+MAX_HEALTH_LOG = 5                    # maxLogEntries: the probes inspect shows
+MAX_PROBE_OUTPUT = 4096               # maxOutputLen: what a probe's output keeps
+
+
+def validate_healthcheck(config):
+    """verifyContainerSettings for Config.Healthcheck: durations of 1 ms at least (0: the
+    image's or the default), retries not negative."""
+    healthcheck = config.get("Healthcheck") or {}
+    for key in ("Interval", "Timeout", "StartPeriod"):
+        value = healthcheck.get(key) or 0
+        if not isinstance(value, int) or (value and value < MIN_HEALTHCHECK_DURATION):
+            raise InvalidParameter("%s in Healthcheck cannot be less than 1ms" % key)
+    retries = healthcheck.get("Retries") or 0
+    if not isinstance(retries, int) or retries < 0:
+        raise InvalidParameter("Retries in Healthcheck cannot be negative")
+
+
+def merge_healthcheck(healthcheck, image_healthcheck):
+    """runconfig.Merge for the healthcheck: the image's fills in what the request leaves
+    zero (`--health-interval` alone keeps the image's test)."""
+    if not image_healthcheck:
+        return healthcheck
+    if healthcheck is None:
+        return dict(image_healthcheck)
+    merged = dict(healthcheck)
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
+        if not merged.get(key) and image_healthcheck.get(key):
+            merged[key] = image_healthcheck[key]
+    return merged
+
+
+def health_probe(config):
+    """getProbe: the command a probe runs, or None without a healthcheck (`NONE`, which
+    `--no-healthcheck` sends, turns the image's off)."""
+    test = (config.get("Healthcheck") or {}).get("Test") or []
+    if test[:1] == ["CMD"] and len(test) > 1:
+        return test[1:]
+    if test[:1] == ["CMD-SHELL"] and len(test) > 1:
+        return (config.get("Shell") or ["/bin/sh", "-c"]) + test[1:]
+    return None
+
+
+def health_setting(config, key):
+    return (config.get("Healthcheck") or {}).get(key) or HEALTHCHECK_DEFAULTS[key]
+
+
+def start_health_monitor(daemon, container, monitor):
+    """initHealthMonitor: at each start a container with a healthcheck is "starting" again
+    (its failing streak reset, its log kept), and a thread probes it every Interval for as
+    long as this run of the container lasts."""
+    probe = health_probe(container.config)
+    if probe is None:
+        return
+    with container.cond:
+        container.health = dict(container.health or {"Log": []}, Status="starting",
+                                FailingStreak=0)
+    threading.Thread(target=monitor_health, args=(daemon, container, monitor, probe),
+                     name="health " + container.id[:12], daemon=True).start()
+
+
+def monitor_health(daemon, container, monitor, probe):
+    interval = health_setting(container.config, "Interval") / 1e9
+    while True:
+        with container.cond:   # the exit of this run wakes it: it ends with the run
+            if container.cond.wait_for(lambda: container.monitor is not monitor, interval):
+                return
+        result = run_health_probe(daemon, container, probe)
+        with container.cond:
+            if container.monitor is not monitor:   # stopped while probing: not a verdict
+                return
+            status = record_health(container, result)
+        if status:
+            daemon.events.log("container", "health_status: " + status, container.id,
+                              container.event_attributes())
+
+
+def run_health_probe(daemon, container, probe):
+    """cmdProbe.run: the probe as an exec of the container (its exec events included), its
+    stdout and stderr kept together, up to 4 KiB; past Timeout it is killed (exit code -1)."""
+    timeout = health_setting(container.config, "Timeout")
+    started = logger.format_time(time.time_ns())
+    output, code = b"", -1
+    try:
+        exec_config = create_exec(daemon, container, {"Cmd": probe, "AttachStdout": True,
+                                                      "AttachStderr": True})
+    except errdefs.DockerError as err:
+        output = err.message.encode()
+    else:
+        output, finished = read_probe_output(daemon, exec_config, timeout / 1e9)
+        if not finished:
+            output = ("Health check exceeded timeout (%s)" % go_duration(timeout)).encode()
+            kill_exec(exec_config)
+        elif exec_config.exited.wait(HEALTH_EXIT_WAIT):
+            code = exec_config.exit_code
+    if len(output) > MAX_PROBE_OUTPUT:
+        output = output[:MAX_PROBE_OUTPUT] + b"..."
+    return {"Start": started, "End": logger.format_time(time.time_ns()), "ExitCode": code,
+            "Output": output.decode("utf-8", "replace")}
+
+
+# How long a probe whose output has ended may take to report its exit code.
+HEALTH_EXIT_WAIT = 5.0
+
+
+def read_probe_output(daemon, exec_config, timeout):
+    """Start the probe's exec on one end of a socket pair and read its stdcopy frames from
+    the other until they end or `timeout` seconds pass; (output, whether they ended)."""
+    ours, theirs = socket.socketpair()
+    threading.Thread(target=start_probe_exec, args=(daemon, exec_config, theirs),
+                     daemon=True).start()
+    deadline = time.monotonic() + timeout
+    data = b""
+    with ours:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([ours], [], [], left)[0]:
+                return stdcopy_payloads(data), False
+            chunk = ours.recv(65536)
+            if not chunk:
+                return stdcopy_payloads(data), True
+            data += chunk
+
+
+def start_probe_exec(daemon, exec_config, sock):
+    with sock:
+        try:
+            start_exec(daemon, exec_config, False, False, lambda: sock)
+        except errdefs.DockerError as err:   # e.g. the container stopped meanwhile
+            sock.sendall(stdcopy_frame(1, err.message.encode()))
+
+
+def kill_exec(exec_config):
+    if exec_config.monitor is not None:
+        try:
+            exec_config.monitor.signal(signal.SIGKILL)
+        except monitor_module.MonitorError:
+            pass   # it ended meanwhile
+
+
+def stdcopy_payloads(data):
+    """The payloads of stdcopy frames, joined (an incomplete last frame is dropped)."""
+    payloads = []
+    while len(data) >= 8:
+        size = int.from_bytes(data[4:8], "big")
+        payloads.append(data[8:8 + size])
+        data = data[8 + size:]
+    return b"".join(payloads)
+
+
+def record_health(container, result):
+    """handleProbeResult, under the container's lock: keep the last 5 results; a success
+    makes it healthy, `Retries` failures in a row unhealthy, except that failures inside
+    the start period of a container not yet healthy do not count. The new status if it
+    changed (for the health_status event), else None."""
+    health = container.health
+    before = health["Status"]
+    health["Log"] = (health["Log"] + [result])[-MAX_HEALTH_LOG:]
+    if result["ExitCode"] == 0:
+        health["FailingStreak"], health["Status"] = 0, "healthy"
+    elif not (before == "starting" and unix_seconds(result["Start"]) - unix_seconds(
+            container.started_at) < health_setting(container.config, "StartPeriod") / 1e9):
+        health["FailingStreak"] += 1
+        if health["FailingStreak"] >= health_setting(container.config, "Retries"):
+            health["Status"] = "unhealthy"
+    return health["Status"] if health["Status"] != before else None
+
+
+def health_status(container):
+    """What the `health` filter of `docker ps` compares: starting, healthy, unhealthy or none."""
+    return container.health["Status"] if container.health else "none"
+
+
+def go_duration(nanoseconds):
+    """time.Duration.String: 300ms, 30s, 1m30s, 1h0m0s."""
+    if nanoseconds < 10 ** 9:
+        for unit, size in (("ms", 10 ** 6), ("µs", 10 ** 3), ("ns", 1)):
+            if nanoseconds >= size or unit == "ns":
+                return _go_number(nanoseconds / size) + unit
+    hours, rest = divmod(nanoseconds, 3600 * 10 ** 9)
+    minutes, rest = divmod(rest, 60 * 10 ** 9)
+    text = ("%dh" % hours if hours else "") + ("%dm" % minutes if hours or minutes else "")
+    return text + _go_number(rest / 1e9) + "s"
+
+
+def _go_number(value):
+    return ("%.9f" % value).rstrip("0").rstrip(".")
+
+
 def restore_container(daemon, container):
     """daemon.restore for one container: re-adopt a live monitor, or record the death.
 
@@ -2221,6 +2730,7 @@ def restore_container(daemon, container):
         daemon.graph.mount_rw_layer(container.id)
         daemon.netcontroller.restore(container, monitor, link_children(daemon, container))
         watch_container(daemon, container, monitor)
+        start_health_monitor(daemon, container, monitor)
         log.debug("re-adopted running container %s", container.id[:12])
         return
     monitor_module.kill_orphan(state_dir)
@@ -2271,6 +2781,9 @@ def restart_after_boot(daemon, container):
 MAX_JSON_BODY = 16 * 1024 * 1024
 JSON_CONTENT_TYPE = "application/json"
 RAW_STREAM_TYPE = "application/vnd.docker.raw-stream"
+# An exec stream's answer carries these after its own three headers; an attach's does not.
+EXEC_STREAM_HEADERS = (("Api-Version", API_VERSION), ("Docker-Experimental", "false"),
+                       ("Ostype", "linux"), ("Server", SERVER_HEADER))
 VERSION_PATH = re.compile(r"^/v(?P<version>[0-9]+\.[0-9]+)(?P<rest>/.*)$")
 
 
@@ -2297,6 +2810,26 @@ def decode_json(body):
     if text.lstrip()[end:].strip():
         raise InvalidParameter("unexpected content after JSON")
     return value
+
+
+# How long a hijacked stream holds its first bytes for the client to read the headers.
+HEADERS_READ_WAIT = 0.5
+
+
+def await_headers_read(sock):
+    """Hold a hijacked stream's first bytes until the client has read the answer's headers.
+
+    Clients read the headers through a buffer and then the stream from the socket itself
+    (docker-py does): stream bytes that come with the headers land in that buffer and are
+    lost, and `attach?logs=1&stream=0` on an exited container has all of its bytes ready at
+    once. A unix socket says how much its peer has yet to read; over TCP the stream starts at
+    once, as dockerd's does.
+    """
+    if sock.family != socket.AF_UNIX:
+        return
+    deadline = time.monotonic() + HEADERS_READ_WAIT
+    while linux.unread_bytes(sock) and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def stdcopy_frame(stream_id, data):
@@ -2394,6 +2927,7 @@ ROUTES = [
     Route("POST", r"/images/(?P<name>.+)/tag", "post_image_tag"),
     Route("POST", r"/images/(?P<name>.+)/push", "post_image_push"),
     Route("POST", r"/auth", "post_auth"),
+    Route("GET", r"/distribution/(?P<name>.+)/json", "get_distribution_json"),
     Route("POST", r"/containers/create", "post_containers_create"),
     Route("GET", r"/containers/json", "get_containers_json"),
     Route("POST", r"/containers/prune", "post_containers_prune"),
@@ -2607,12 +3141,10 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         self.query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
         path = parsed.path
-        self.api_version = API_VERSION
         versioned = VERSION_PATH.match(path)
-        if versioned:
-            self.api_version = versioned.group("version")
+        if versioned:  # every version in range is served the same (1.41) way
+            check_api_version(versioned.group("version"))
             path = versioned.group("rest")
-            check_api_version(self.api_version)
         for route in ROUTES:
             match = route.pattern.match(path)
             if match and route.method == self.command:
@@ -2801,6 +3333,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(("%s: %s\r\n" % (name, value)).encode())
         self.wfile.write(b"\r\n")
         self.wfile.flush()
+        await_headers_read(self.connection)
         return self.connection
 
     def client_gone(self):
@@ -2834,49 +3367,21 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json(system_info(self.daemon, self.server))
 
     def get_system_df(self):
-        containers = self.daemon.containers.all()
-        usage = self.daemon.graph.disk_usage([c.image_id for c in containers])
-        self.send_json({"LayersSize": usage["LayersSize"], "Images": usage["Images"],
-                        "Containers": [container_summary(self.daemon, c, True) for c in containers],
-                        "Volumes": [], "BuildCache": []})
+        self.send_json(system_df(self.daemon))
 
     def get_events(self):
-        """GET /events: replay since..until from the history, then stream until `until`."""
-        since, until = self.query_time("since"), self.query_time("until")
-        filters = self.query_filters()
-        history, live = self.daemon.events.subscribe()
+        """GET /events: the replay since..until, then live events until `until`."""
+        stream = EventStream(self.daemon.events, self.query_time("since"), self.query_time("until"),
+                             self.query_filters())
         try:
             self.start_stream()
-            self.stream_events(history, live, since, until, filters)
+            for message in stream.messages(self.client_gone):
+                self.write_json_message(message, b"\n")
             self.end_stream()
         except OSError:
             self.close_connection = True
         finally:
-            self.daemon.events.unsubscribe(live)
-
-    def stream_events(self, history, live, since, until, filters):
-        """Replay the history when since/until asks for it, then follow the live queue."""
-        def wanted(message):
-            seconds = message["timeNano"] / 1e9
-            return ((since is None or seconds >= since) and (until is None or seconds <= until)
-                    and event_matches(message, filters))
-
-        if since is not None or until is not None:
-            for message in history:
-                if wanted(message):
-                    self.write_json_message(message, b"\n")
-        while until is None or time.time() <= until:
-            wait = 1.0 if until is None else max(0.0, min(1.0, until - time.time()))
-            try:
-                message = live.get(timeout=wait)
-            except queue.Empty:
-                if self.client_gone():
-                    return
-                continue
-            if message is None:
-                return
-            if wanted(message):
-                self.write_json_message(message, b"\n")
+            stream.close()
 
     # -- images: the graph and the tag store (graph/service.go, api/server/router/image) ------
 
@@ -2901,9 +3406,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
                                                 noprune=self.query_bool("noprune")))
 
     def post_images_prune(self):
-        filters = self.query_filters()
-        dangling_only = filters.pop("dangling", ["true"]) != ["false"]
-        self.send_json(self.daemon.graph.prune(dangling_only=dangling_only, filters=filters))
+        self.send_json(self.daemon.graph.prune(filters=self.query_filters()))
 
     def post_images_create(self):
         """`docker pull` (fromImage) and `docker import` (fromSrc)."""
@@ -2938,6 +3441,15 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         with self.progress_stream() as progress:
             distribution.push(self.daemon.distribution, ref, self.registry_auth(), progress)
 
+    def get_distribution_json(self, name):
+        """What the registry serves for an image reference: its manifest's descriptor and
+        platforms (a full image ID names no manifest: dockerd's 500)."""
+        if reference.is_full_id(name) or name.startswith("sha256:"):
+            raise errdefs.System("no manifest found for full image ID")
+        self.send_json(distribution.inspect(self.daemon.distribution,
+                                            reference.parse_normalized_named(name),
+                                            self.registry_auth()))
+
     def post_auth(self):
         """`docker login`: check the credentials against the registry; nothing is stored."""
         self.send_json(self.daemon.registry.login(self.read_json() or {}))
@@ -2954,9 +3466,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         return decoded if isinstance(decoded, dict) else {}
 
     def post_images_load(self):
-        """`docker load`: a docker-archive or OCI layout tar in the (chunked) request body."""
+        """`docker load`: a docker-archive or OCI layout tar in the (chunked) request body.
+        dockerd answers 200 at once, so even an upload that is no archive at all fails inside
+        the stream, where clients look for the load's error."""
         quiet = self.query_bool("quiet")
-        with self.progress_stream() as progress:
+        with self.progress_stream(started=True) as progress:
             for message in self.daemon.graph.load(self.body_reader,
                                                   progress=None if quiet else progress, quiet=quiet):
                 progress(message)
@@ -2991,13 +3505,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json({"Id": container.id, "Warnings": warnings}, 201)
 
     def post_container_start(self, name):
-        container = self.container(name)
-        try:
-            start_container(self.daemon, container)
-        except errdefs.DockerError as err:
-            if container.host_config.get("AutoRemove") and err.status != 304:
-                remove_container(self.daemon, container, force=True)
-            raise
+        start_container(self.daemon, self.container(name))
         self.send_no_content()
 
     def post_container_stop(self, name):
@@ -3005,16 +3513,12 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_no_content()
 
     def post_container_restart(self, name):
-        container = self.container(name)
-        if container.running:
-            stop_container(self.daemon, container, self.query_int("t", 10))
-        start_container(self.daemon, container)
-        self.daemon.events.log("container", "restart", container.id, container.event_attributes())
+        restart_container(self.daemon, self.container(name), self.query_int("t", 10))
         self.send_no_content()
 
     def post_container_kill(self, name):
-        container = self.container(name)
-        kill_container(self.daemon, container, parse_signal(self.query_value("signal") or "KILL"))
+        kill_container(self.daemon, self.container(name),
+                       parse_signal(self.query_value("signal") or "KILL"))
         self.send_no_content()
 
     def post_container_rename(self, name):
@@ -3036,12 +3540,9 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
 
     def post_container_wait(self, name):
         """`docker wait`: headers at once, the status code when the condition is met."""
-        condition = self.query_value("condition") or "not-running"
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise InvalidParameter("invalid condition: %s" % condition)
-        container = self.container(name)
+        wait = container_wait(self.container(name), self.query_value("condition") or "not-running")
         self.start_stream()
-        code = wait_for_condition(container, condition, self.client_gone)
+        code = wait(self.client_gone)
         if code is None:
             result = {"Error": {"Message": "context canceled"}, "StatusCode": -1}
         else:
@@ -3060,174 +3561,49 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_json(prune_containers(self.daemon, self.query_filters()))
 
     def post_container_resize(self, name):
-        container = self.container(name)
-        if not container.running or container.monitor is None:
-            raise errdefs.Conflict("Container %s is not running" % container.id)
-        height, width = self.query_int("h"), self.query_int("w")
-        container.monitor.resize(height, width)
-        self.daemon.events.log("container", "resize", container.id, container.event_attributes(
-            height=str(height), width=str(width)))
+        resize_container(self.daemon, self.container(name), self.query_int("h"), self.query_int("w"))
         self.send_no_content(200)
 
     def post_container_attach(self, name):
-        """`docker attach` and the attach half of `docker run`: hijack, then proxy the monitor."""
-        container = self.container(name)
-        stdin, stdout, stderr = (self.query_bool(n) for n in ("stdin", "stdout", "stderr"))
-        detach_keys = parse_detach_keys(self.query_value("detachKeys"))
-        with container.cond:
-            container.pending_attaches += 1
-        try:
-            client = self.hijack()
-            if self.query_bool("logs"):
-                self.replay_log(container, client, stdout, stderr)
-            upstream = self.attach_to_monitor(container, stdin, stdout, stderr) \
-                if self.query_bool("stream") else None
-        finally:
-            with container.cond:
-                container.pending_attaches -= 1
-                container.cond.notify_all()
-        if upstream is not None:
-            self.daemon.events.log("container", "attach", container.id, container.event_attributes())
-            proxy_streams(client, upstream, stdin, detach_keys)
-
-    def attach_to_monitor(self, container, stdin, stdout, stderr):
-        """The monitor's stream, once the process has one (attach may come before start).
-
-        The client may already have half-closed its side (no -i): that is the end of its
-        stdin, not a hang-up, so the wait is for the container, not for the client.
-        """
-        with container.cond:
-            exits, failed_starts = container.exits, container.failed_starts
-            while container.monitor is None:
-                if container.removed or container.exits > exits or \
-                        container.failed_starts > failed_starts:
-                    return None
-                container.cond.wait()
-            monitor = container.monitor
-        try:
-            return monitor.attach(stdin=stdin, stdout=stdout, stderr=stderr,
-                                  stdin_once=bool(container.config.get("StdinOnce")))
-        except (OSError, monitor_module.MonitorError):
-            return None
-
-    def replay_log(self, container, client, stdout, stderr):
-        for entry in read_container_log(container, {"stdout": stdout, "stderr": stderr}):
-            client.sendall(log_frame(container, entry, False))
+        """`docker attach` and the attach half of `docker run`: the connection is hijacked."""
+        options = {key: self.query_bool(key) for key in ("stdin", "stdout", "stderr", "logs", "stream")}
+        attach_container(self.daemon, self.container(name), options,
+                         parse_detach_keys(self.query_value("detachKeys")), self.hijack)
 
     def get_container_logs(self, name):
         """`docker logs`: the json-file log, framed like attach; with follow, until it stops."""
-        container = self.container(name)
         streams = {"stdout": self.query_bool("stdout"), "stderr": self.query_bool("stderr")}
-        if not any(streams.values()):
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        if container.host_config["LogConfig"]["Type"] == "none":
-            raise errdefs.NotImplemented('configured logging driver does not support reading')
-        tail = self.query_value("tail", "all")
-        try:
-            tail = -1 if tail in ("all", "") else int(tail)
-        except ValueError:
-            raise InvalidParameter("invalid value for tail: %s" % tail) from None
-        since, until = self.query_time("since"), self.query_time("until")
-        timestamps = self.query_bool("timestamps")
+        frames = container_logs(self.container(name), streams, self.query_value("tail", "all"),
+                                self.query_time("since"), self.query_time("until"),
+                                self.query_bool("timestamps"), self.query_bool("follow"),
+                                self.client_gone)
         self.start_stream(content_type=None)
-        log_follower = LogFollower(container, streams, since, until, tail)
-        for entry in log_follower.backlog():
-            self.write_chunk(log_frame(container, entry, timestamps))
-        if self.query_bool("follow"):
-            for entry in log_follower.follow(self.client_gone):
-                self.write_chunk(log_frame(container, entry, timestamps))
+        for frame in frames:
+            self.write_chunk(frame)
         self.end_stream()
 
     # -- exec (api/server/router/container/exec.go) ----------------------------------------
 
-    def exec_config(self, exec_id):
-        exec_config = self.daemon.execs.get(exec_id)
-        if exec_config is None:
-            raise NotFound("No such exec instance: %s" % exec_id)
-        return exec_config
-
     def post_container_exec(self, name):
         """`docker exec`, first half: record what to run; nothing starts until exec start."""
-        container = self.container(name)
-        body = self.read_json()
-        if not isinstance(body, dict) or not body.get("Cmd"):
-            raise InvalidParameter("No exec command specified")
-        if not container.running:
-            raise errdefs.Conflict("Container %s is not running" % container.id)
-        exec_config = ExecConfig(container, body)
-        self.daemon.execs[exec_config.id] = exec_config
-        self.daemon.events.log("container", "exec_create: " + exec_config.description, container.id,
-                               container.event_attributes(execID=exec_config.id))
+        exec_config = create_exec(self.daemon, self.container(name), self.read_json())
         self.send_json({"Id": exec_config.id}, 201)
 
     def post_exec_start(self, exec_id):
-        """Detached: start and answer. Attached: hijack, stream until the process's output ends,
-        record its exit code, then close, so the CLI's next inspect sees the code."""
-        exec_config = self.exec_config(exec_id)
+        """`docker exec`, second half: detached, a 200; attached, the hijacked stream."""
+        exec_config = self.daemon.execs.get(exec_id)
         body = self.read_json() or {}
-        try:
-            monitor = start_exec(self.daemon, exec_config)
-        except execdriver.ExecdriverError as err:
-            self.exec_failed(exec_config, err, detached=body.get("Detach"))
-            return
+        start_exec(self.daemon, exec_config, bool(body.get("Detach")), bool(body.get("Tty")),
+                   functools.partial(self.hijack, EXEC_STREAM_HEADERS))
         if body.get("Detach"):
-            self.release_exec(exec_config, monitor, None)
-            threading.Thread(target=finish_exec, args=(self.daemon, exec_config, monitor),
-                             daemon=True).start()
             self.send_no_content(200)
-            return
-        client = self.hijack()
-        process = exec_config.process
-        upstream = monitor.attach(stdin=process.open_stdin, stdout=exec_config.attach_stdout,
-                                  stderr=exec_config.attach_stderr, stdin_once=True)
-        if self.release_exec(exec_config, monitor, client):
-            proxy_streams(client, upstream, process.open_stdin,
-                          parse_detach_keys(exec_config.detach_keys))
-        upstream.close()
-        finish_exec(self.daemon, exec_config, monitor)
-
-    def release_exec(self, exec_config, monitor, client):
-        """Let the exec'd process run; a failure is written into the stream, as dockerd does."""
-        sized = set_console_size(monitor, exec_config.process.tty, exec_config.console_size)
-        if not sized and client is not None:
-            await_exec_resize(exec_config)
-        try:
-            monitor.start()
-            return True
-        except execdriver.ExecdriverError as err:
-            if client is not None:
-                client.sendall(exec_failure_message(exec_config, err))
-            return False
-
-    def exec_failed(self, exec_config, err, detached):
-        """The process could not be started: dockerd reports it in the stream, with its code."""
-        with exec_config.lock:
-            exec_config.running, exec_config.exit_code = False, err.exit_code
-        if detached:
-            raise start_error(err)
-        self.hijack().sendall(exec_failure_message(exec_config, err))
 
     def post_exec_resize(self, exec_id):
-        exec_config = self.exec_config(exec_id)
-        if exec_config.monitor is None or not exec_config.running:
-            raise errdefs.Conflict("Exec %s is not running" % exec_id)
-        exec_config.monitor.resize(self.query_int("h"), self.query_int("w"))
-        exec_config.resized.set()
+        resize_exec(self.daemon.execs.get(exec_id), self.query_int("h"), self.query_int("w"))
         self.send_no_content(200)
 
     def get_exec_json(self, exec_id):
-        """The exec's state; the CLI reads ExitCode here once the stream has ended."""
-        exec_config = self.exec_config(exec_id)
-        process = exec_config.process
-        self.send_json({
-            "ID": exec_config.id, "Running": exec_config.running, "ExitCode": exec_config.exit_code,
-            "ProcessConfig": {"tty": process.tty, "entrypoint": process.args[0],
-                              "arguments": process.args[1:], "privileged": process.privileged,
-                              "user": process.user},
-            "OpenStdin": process.open_stdin, "OpenStderr": exec_config.attach_stderr,
-            "OpenStdout": exec_config.attach_stdout, "CanRemove": False,
-            "ContainerID": exec_config.container.id, "DetachKeys": exec_config.detach_keys,
-            "Pid": exec_config.pid})
+        self.send_json(inspect_exec(self.daemon.execs.get(exec_id)))
 
     # -- networks ---------------------------------------------------------------------------
 
@@ -3266,29 +3642,17 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         disconnect_network(self.daemon, name, body.get("Container") or "", bool(body.get("Force")))
         self.send_no_content(200)
 
-    def progress_stream(self):
-        return ProgressStream(self)
+    def progress_stream(self, started=False):
+        return ProgressStream(self, started)
 
 
-def exec_failure_message(exec_config, err):
-    message = ("OCI runtime exec failed: exec failed: %s: unknown\r\n" % err.message).encode()
-    return message if exec_config.process.tty else stdcopy_frame(1, message)
+def exec_failure_message(err):
+    return ("OCI runtime exec failed: exec failed: %s: unknown\r\n" % err.message).encode()
 
 
-def wait_for_condition(container, condition, client_gone):
-    """`docker wait`: not-running, next-exit or removed; None if the client went away first."""
-    with container.cond:
-        exits = container.exits
-        while True:
-            if condition == "not-running" and not container.running and not container.restarting:
-                return container.exit_code
-            if condition == "next-exit" and container.exits > exits:
-                return container.exit_code
-            if condition == "removed" and container.removed:
-                return container.exit_code
-            container.cond.wait(1.0)
-            if client_gone():
-                return None
+def stream_frame(data, tty):
+    """Bytes for a hijacked stream: as they are with a tty, else one stdout frame."""
+    return data if tty else stdcopy_frame(1, data)
 
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
@@ -3310,16 +3674,22 @@ def parse_detach_keys(text):
     return bytes(keys)
 
 
+# How a proxied stream ended: the process's output ended, the client typed the detach keys,
+# or the client's connection broke.
+OUTPUT_ENDED, DETACHED, CLIENT_GONE = "output ended", "detached", "client gone"
+
+
 def proxy_streams(client, upstream, stdin, detach_keys):
-    """Shuttle bytes between a hijacked client and a monitor's attach stream.
+    """Shuttle bytes between a hijacked client and a monitor's attach stream; how it ended.
 
     The client's EOF is the end of its stdin, not a hang-up (wire.md §3.1): output keeps
-    flowing until the monitor ends it. Typing the detach keys ends the attach only.
+    flowing until the monitor ends it. Typing the detach keys (None: a process without a
+    terminal, which has none) ends the attach only.
     """
     sources = [client, upstream]
     typed = b""
     try:
-        while upstream in sources:
+        while True:
             readable, _, _ = select.select(sources, [], [])
             if client in readable:
                 data = client.recv(65536)
@@ -3328,17 +3698,18 @@ def proxy_streams(client, upstream, stdin, detach_keys):
                     if stdin:
                         forward_stdin(upstream, b"")
                 elif stdin:
-                    typed = (typed + data)[-len(detach_keys):]
-                    if typed == detach_keys:
-                        return
+                    if detach_keys:
+                        typed = (typed + data)[-len(detach_keys):]
+                        if typed == detach_keys:
+                            return DETACHED
                     stdin = forward_stdin(upstream, data)
             if upstream in readable:
                 data = upstream.recv(65536)
                 if not data:
-                    return
+                    return OUTPUT_ENDED
                 client.sendall(data)
     except OSError:
-        pass
+        return CLIENT_GONE
     finally:
         upstream.close()
 
@@ -3359,6 +3730,84 @@ def forward_stdin(upstream, data):
         return True
     except OSError:
         return False
+
+
+def attach_container(daemon, container, options, detach_keys, hijack):
+    """daemon.ContainerAttach: the container's log (options["logs"]), then its live stdio
+    (options["stream"]), over the client's connection, which hijack() takes over.
+
+    `options` are the booleans stdin, stdout, stderr, logs and stream. A live attach may
+    come before the start (`docker run` attaches, and starts once it has the answer): it
+    counts as pending from before that answer, so the start waits a moment for it to connect
+    (connect_waiting_attaches). With a terminal, the detach keys end the attach only.
+    """
+    streams = {"stdout": options["stdout"], "stderr": options["stderr"]}
+    with container.cond:
+        container.pending_attaches += 1 if options["stream"] else 0
+    try:
+        client = hijack()
+        if options["logs"]:
+            for entry in read_container_log(container, streams):
+                client.sendall(log_frame(container, entry, False))
+        upstream = connect_to_monitor(container, options) if options["stream"] else None
+    finally:
+        with container.cond:
+            container.pending_attaches -= 1 if options["stream"] else 0
+            container.cond.notify_all()
+    if upstream is None:
+        return
+    daemon.events.log("container", "attach", container.id, container.event_attributes())
+    keys = detach_keys if container.config.get("Tty") else None
+    if proxy_streams(client, upstream, options["stdin"], keys) == DETACHED:
+        daemon.events.log("container", "detach", container.id, container.event_attributes())
+
+
+def connect_to_monitor(container, options):
+    """The monitor's stream, once the process has one (attach may come before start); None
+    if the container exits, fails to start or goes first.
+
+    The client may already have half-closed its side (no -i): that is the end of its
+    stdin, not a hang-up, so the wait is for the container, not for the client.
+    """
+    with container.cond:
+        exits, failed_starts = container.exits, container.failed_starts
+        while container.monitor is None:
+            if container.removed or container.exits > exits or \
+                    container.failed_starts > failed_starts:
+                return None
+            container.cond.wait()
+        monitor = container.monitor
+    try:
+        return monitor.attach(stdin=options["stdin"], stdout=options["stdout"],
+                              stderr=options["stderr"],
+                              stdin_once=bool(container.config.get("StdinOnce")))
+    except (OSError, monitor_module.MonitorError):
+        return None
+
+
+def container_logs(container, streams, tail, since, until, timestamps, follow, cancelled):
+    """daemon.ContainerLogs (`docker logs`): the frames to send, after checking the request.
+
+    The json-file log, framed like attach (raw with a tty, stdcopy otherwise); with `follow`,
+    new lines until the container stops or cancelled() says the client left.
+    """
+    if not any(streams.values()):
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    if container.host_config["LogConfig"]["Type"] == "none":
+        raise errdefs.NotImplemented('configured logging driver does not support reading')
+    try:
+        tail = -1 if tail in ("all", "") else int(tail)
+    except ValueError:
+        raise InvalidParameter("invalid value for tail: %s" % tail) from None
+    log_follower = LogFollower(container, streams, since, until, tail)
+
+    def frames():
+        for entry in log_follower.backlog():
+            yield log_frame(container, entry, timestamps)
+        if follow:
+            for entry in log_follower.follow(cancelled):
+                yield log_frame(container, entry, timestamps)
+    return frames()
 
 
 def read_container_log(container, streams, since=None, until=None, tail=-1):
@@ -3449,8 +3898,8 @@ def inspect_container(daemon, container, size=False):
         "Id": container.id, "Created": container.created, "Path": container.path,
         "Args": container.args,
         "State": {"Status": container.status, "Running": container.running,
-                  "Paused": container.paused, "Restarting": container.restarting,
-                  "OOMKilled": False, "Dead": container.dead, "Pid": container.pid,
+                  "Paused": False, "Restarting": container.restarting,
+                  "OOMKilled": False, "Dead": False, "Pid": container.pid,
                   "ExitCode": container.exit_code, "Error": container.error,
                   "StartedAt": container.started_at, "FinishedAt": container.finished_at},
         "Image": container.image_id,
@@ -3460,7 +3909,7 @@ def inspect_container(daemon, container, size=False):
         "LogPath": container.log_path, "Name": container.name,
         "RestartCount": container.restart_count, "Driver": container.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-        "ExecIDs": [e.id for e in daemon.execs.values() if e.container is container] or None,
+        "ExecIDs": daemon.execs.listed(container) or None,
         "HostConfig": container.host_config,
         "GraphDriver": {"Name": container.driver,
                         "Data": daemon.graph.rw_layer_metadata(container.id)},
@@ -3468,15 +3917,28 @@ def inspect_container(daemon, container, size=False):
         "Config": container.config,
         "NetworkSettings": container.network_settings,
     }
+    if container.health:
+        result["State"]["Health"] = dict(container.health)
     if size:
         result.update(container_sizes(daemon, container))
     return result
 
 
+def system_df(daemon):
+    """GET /system/df (`docker system df`): images with the containers using each, and every
+    container with its sizes. No volumes or build cache yet."""
+    containers = daemon.containers.all()
+    usage = daemon.graph.disk_usage([c.image_id for c in containers])
+    return {"LayersSize": usage["LayersSize"], "Images": usage["Images"],
+            "Containers": [container_summary(daemon, c, True) for c in containers],
+            "Volumes": [], "BuildCache": []}
+
+
 def container_sizes(daemon, container):
-    image = daemon.graph.lookup(container.image_id)
+    """SizeRw and SizeRootFs, from the layers alone: the image may be gone (`rmi -f`)."""
     size_rw = daemon.graph.rw_layer_size(container.id)
-    return {"SizeRw": size_rw, "SizeRootFs": size_rw + image.size}
+    return {"SizeRw": size_rw,
+            "SizeRootFs": size_rw + daemon.graph.rw_layer_parent_size(container.id)}
 
 
 def container_mounts(container):
@@ -3529,16 +3991,14 @@ def human_duration(seconds):
 def container_status_text(container):
     """The Status column of `docker ps`."""
     now = time.time()
-    if container.running and container.restarting:
-        return "Restarting (%d) %s ago" % (container.exit_code,
-                                          human_duration(now - unix_seconds(container.finished_at)))
     if container.running:
-        return "Up %s%s" % (human_duration(now - unix_seconds(container.started_at)),
-                            " (Paused)" if container.paused else "")
+        up = human_duration(now - unix_seconds(container.started_at))
+        if container.health:   # Health.String: "health: starting", "healthy", "unhealthy"
+            status = container.health["Status"]
+            return "Up %s (%s)" % (up, "health: starting" if status == "starting" else status)
+        return "Up %s" % up
     if container.removing:
         return "Removal In Progress"
-    if container.dead:
-        return "Dead"
     if container.restarting:
         return "Restarting (%d) %s ago" % (container.exit_code,
                                           human_duration(now - unix_seconds(container.finished_at)))
@@ -3574,6 +4034,9 @@ def list_containers(daemon, all_containers, limit, size, filters):
     for key in filters:
         if key not in PS_FILTERS:
             raise InvalidParameter("Invalid filter '%s'" % key)
+    for value in filters.get("health", []):
+        if value not in ("starting", "healthy", "unhealthy", "none"):
+            raise InvalidParameter("Unrecognised filter value for health: %s" % value)
     containers = sorted(daemon.containers.all(), key=lambda c: c.created, reverse=True)
     show_all = all_containers or limit > 0 or "status" in filters or "exited" in filters
     selected = [c for c in containers if (show_all or c.running) and
@@ -3598,6 +4061,7 @@ def container_matches(daemon, container, filters):
                                  (container.network_settings.get("Networks") or {}).items()),
         "publish": lambda v: port_filter_matches(v, container.host_config.get("PortBindings")),
         "expose": lambda v: port_filter_matches(v, container.config.get("ExposedPorts")),
+        "health": lambda v: health_status(container) == v,
     }
     for key, values in filters.items():
         if key in ("before", "since"):
@@ -3651,16 +4115,19 @@ def prune_containers(daemon, filters):
 
 
 class ProgressStream(object):
-    """A JSON progress stream (jsonmessage) whose 200 is sent with the first message.
+    """A JSON progress stream (jsonmessage) whose 200 is sent with the first message, or at
+    once if `started`.
 
     An error before any message is still a real HTTP error with dockerd's status code; once
     the stream has begun, the status is spent, so the error travels as an errorDetail message,
     exactly how dockerd reports a pull or load that fails half way.
     """
 
-    def __init__(self, handler):
+    def __init__(self, handler, started=False):
         self.handler = handler
-        self.started = False
+        self.started = started
+        if started:
+            handler.start_stream()
 
     def __enter__(self):
         return self.send
@@ -3785,12 +4252,11 @@ def system_info(daemon, server):
     config, sysinfo = daemon.config, daemon.sysinfo
     containers = daemon.containers.all()
     running = sum(1 for c in containers if c.running)
-    paused = sum(1 for c in containers if c.paused)
     return {
         "ID": daemon.id,
         "Containers": len(containers),
-        "ContainersRunning": running - paused,
-        "ContainersPaused": paused,
+        "ContainersRunning": running,
+        "ContainersPaused": 0,
         "ContainersStopped": len(containers) - running,
         "Images": daemon.graph.count(),
         "Driver": daemon.driver.name,
@@ -3933,30 +4399,36 @@ def setup_logging(config):
 
 
 def start_listeners(daemon):
-    """serveapi: one listener per -H, each serving in its own thread."""
+    """serveapi: one listener per -H, each serving in its own thread. If one cannot listen,
+    those already bound are closed (their unix sockets removed) before the error goes up."""
     servers = []
     tls_context = make_tls_context(daemon.config)
     try:
         for host in daemon.config.hosts:
-            proto, address = parse_host(host)
-            if proto == "unix":
-                server = UnixAPIServer(address, daemon.config.group, daemon)
-            else:
-                if tls_context is None:
-                    log.warning("Binding to IP address without --tlsverify is insecure and gives "
-                                "root access on this machine to everyone who has access to your "
-                                "network.")
-                server = TCPAPIServer(address, tls_context, daemon)
-            servers.append(server)
+            servers.append(open_listener(daemon, host, tls_context))
             log.info("API listen on %s", host)
-    except OSError as err:
+    except BaseException:
         close_listeners(servers)
-        raise ConfigError("Error starting daemon: can't listen on %s: %s" % (host, err))
+        raise
     for server in servers:
         server.serving = True
         threading.Thread(target=server.serve_forever, name="api " + str(server.server_address),
                          daemon=True).start()
     return servers
+
+
+def open_listener(daemon, host, tls_context):
+    """The bound, listening server for one -H; ConfigError if it cannot be."""
+    proto, address = parse_host(host)
+    try:
+        if proto == "unix":
+            return UnixAPIServer(address, daemon.config.group, daemon)
+        if tls_context is None:
+            log.warning("Binding to IP address without --tlsverify is insecure and gives root "
+                        "access on this machine to everyone who has access to your network.")
+        return TCPAPIServer(address, tls_context, daemon)
+    except OSError as err:
+        raise ConfigError("Error starting daemon: can't listen on %s: %s" % (host, err)) from None
 
 
 def stop_accepting(servers):

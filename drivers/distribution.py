@@ -19,10 +19,14 @@ push (push_v2.go):
      another repository of the same registry, or upload it gzip-compressed (POST, PATCH, PUT).
   2. Upload the config, PUT the schema 2 manifest, report its digest and size.
 
+inspect (api/server/router/distribution): the manifest a reference names, and its platforms,
+read from the registry without pulling anything.
+
 Interface (the API handlers call these):
     config = Config(registry_service, graph, tagstore, V2MetadataService(root), events)
     pull(config, ref, auth_config=None, platform=None, progress=None, all_tags=False)
     push(config, ref, auth_config=None, progress=None)
+    inspect(config, ref, auth_config=None) -> {"Descriptor": {..}, "Platforms": [..] or None}
 `progress(message)` receives dockerd's JSON progress messages as dicts, one at a time even though
 layers move on several threads. Failures raise DockerErrors worded like dockerd's; one raised
 before the first progress message is meant to become the HTTP error, a later one an errorDetail.
@@ -745,6 +749,65 @@ class BlobReader(object):
         if self._response is not None:
             self._response.close()
             self._response = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Inspect
+
+# ocispec.Platform's fields, as a manifest list entry or an image config spells them; the first
+# two always appear, the others only when set.
+PLATFORM_FIELDS = ("architecture", "os", "os.version", "os.features", "variant")
+
+
+def inspect(config, ref, auth_config=None):
+    """DistributionInspect (`GET /distribution/{name}/json`, docker-py's get_registry_data).
+
+    Returns {"Descriptor": {"mediaType", "digest", "size"} of the manifest `ref` (default tag
+    latest) names, "Platforms": one per entry of a manifest list or OCI index, or the one in
+    the image config of an image manifest (None if there is none)}. The registry's refusals
+    keep the status dockerd gives them: 401 unauthorized, 403 denied, 404 for an unknown
+    repository, tag or digest.
+    """
+    ref = ref if ref.digest else ref.with_default_tag()
+    service = config.registry_service
+
+    def attempt(endpoint):
+        repository = service.new_repository(endpoint, ref.path, auth_config, ("pull",))
+        return run_on_endpoint(repository, lambda: describe_manifest(repository, ref))
+
+    return try_endpoints(service.lookup_pull_endpoints(ref.domain), attempt)
+
+
+def describe_manifest(repository, ref):
+    body, media_type, header_digest = repository.get_manifest(ref.digest or ref.tag)
+    digest = verify_manifest(body, ref.digest or header_digest)
+    document, media_type = decode_manifest(body, media_type)
+    if media_type in INDEX_MEDIA_TYPES:
+        platforms = [oci_platform(entry.get("platform")) for entry in document.get("manifests") or []
+                     if isinstance(entry, dict)]
+    else:
+        platform = oci_platform(image_config_of(repository, document))
+        platforms = [platform] if platform["os"] or platform["architecture"] else []
+    return {"Descriptor": {"mediaType": media_type, "digest": digest, "size": len(body)},
+            "Platforms": platforms or None}
+
+
+def image_config_of(repository, manifest):
+    """The image config an image manifest names, as a dict; {} when it cannot be read (dockerd
+    then reports no platform rather than an error)."""
+    try:
+        digest = checked_descriptor(manifest.get("config"), "config")["digest"]
+        config = json.loads(repository.get_blob(digest, MAX_CONFIG_SIZE).decode("utf-8"))
+    except (errdefs.DockerError, UnicodeDecodeError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def oci_platform(source):
+    source = source if isinstance(source, dict) else {}
+    platform = {field: source.get(field) or "" for field in PLATFORM_FIELDS[:2]}
+    platform.update((field, source[field]) for field in PLATFORM_FIELDS[2:] if source.get(field))
+    return platform
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1488,15 +1488,16 @@ OCI_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
 class Graph(object):
     """The image store service (Docker 1.8.2's graph.Graph and TagStore, today's ImageService).
 
-    Graph(root, driver, tagstore, events=None, image_in_use=None, image_running=None,
-          docker_version="")
+    Graph(root, driver, tagstore, image_in_use, image_running, events=None, docker_version="")
       root            the daemon root; the graph lives in <root>/graph
       driver          the graph driver (drivers.graphdriver.new)
       tagstore        drivers.tags.TagStore
-      events          events(type, action, actor_id, attributes) -- e.g.
-                      events("image", "tag", "sha256:..", {"name": "busybox:latest"})
       image_in_use    image_in_use(image_id) -> ID of a container using the image, or None
       image_running   image_running(image_id) -> ID of a *running* container using it, or None
+                      (both required: without them `docker rmi` would delete images that
+                      containers still use)
+      events          events(type, action, actor_id, attributes) -- e.g.
+                      events("image", "tag", "sha256:..", {"name": "busybox:latest"})
       docker_version  written into configs of imported images ("docker_version")
 
     Reading images:
@@ -1516,17 +1517,18 @@ class Graph(object):
     Containers' writable layers:
       create_rw_layer(container_id, image_id, init_func=None); mount_rw_layer(container_id)
       -> path; unmount_rw_layer; rw_layer_changes; rw_layer_diff(container_id, out);
-      rw_layer_size; commit_rw_layer(container_id) -> chain ID (held); release_rw_layer
+      rw_layer_size; rw_layer_parent_size; commit_rw_layer(container_id) -> chain ID (held);
+      release_rw_layer
     """
 
-    def __init__(self, root, driver, tagstore, events=None, image_in_use=None,
-                 image_running=None, docker_version=""):
+    def __init__(self, root, driver, tagstore, image_in_use, image_running, events=None,
+                 docker_version=""):
         self.root = _makedirs(os.path.join(root, "graph"))
         self.driver = driver
         self.tagstore = tagstore
         self.events = events
-        self._image_in_use = image_in_use or (lambda image_id: None)
-        self._image_running = image_running or (lambda image_id: None)
+        self._image_in_use = image_in_use
+        self._image_running = image_running
         self.docker_version = docker_version
         self.layers = LayerStore(os.path.join(self.root, "layerdb"), driver)
         self.store = ImageStore(os.path.join(self.root, "imagedb"), self.layers)
@@ -2010,7 +2012,9 @@ class Graph(object):
         """ImagesPrune (`docker image prune`): delete unused images. Dangling ones only
         (untagged heads) unless `dangling_only` is False or filters say dangling=false (`-a`:
         every image no container uses). Filters: dangling, label, label!, until.
-        Returns {"ImagesDeleted": [records] or None, "SpaceReclaimed": bytes}."""
+        An image a container uses (running or not) is never a candidate, however it is
+        tagged. Returns {"ImagesDeleted": [records] or None, "SpaceReclaimed": bytes}, which
+        the `prune` event repeats as its `reclaimed` attribute."""
         filters = filters or {}
         validate_filters(filters, PRUNE_FILTERS)
         if "dangling" in filters:
@@ -2021,6 +2025,8 @@ class Graph(object):
         for image in self._prune_candidates(dangling_only, until, filters):
             deleted.extend(self._prune_image(image, dangling_only))
         reclaimed = sum(layer_sizes.get(record.get("Deleted"), 0) for record in deleted)
+        if self.events:
+            self.events("image", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def _prune_candidates(self, dangling_only, until, filters):
@@ -2029,6 +2035,8 @@ class Graph(object):
             if dangling_only and image.id not in heads:
                 continue
             if not self.tagstore.references(image.id) and self.store.children(image.id):
+                continue
+            if self._image_in_use(image.id):
                 continue
             if until is not None and image.created.seconds + image.created.nanos / 1e9 > until:
                 continue
@@ -2096,6 +2104,12 @@ class Graph(object):
         """SizeRw: bytes the container added or changed."""
         mount = self.layers.get_rw(container_id)
         return self.driver.diff_size(mount.mount_id, self.layers.below_rw(mount))
+
+    def rw_layer_parent_size(self, container_id):
+        """The bytes of the read-only layers under the container's writable layer: its
+        image's, still there when the image itself has been deleted (`rmi -f`)."""
+        parent = self.layers.get_rw(container_id).parent
+        return self.layers.size(parent) if parent else 0
 
     def commit_rw_layer(self, container_id, tmp_dir=None):
         """Register the container's changes as a read-only layer on its image's top layer;

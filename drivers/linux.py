@@ -12,8 +12,10 @@ from SYSCALLS, keyed by architecture (never assume x86_64).
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import platform
+import struct
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -132,6 +134,15 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
     """prctl(2) with integer arguments."""
     return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl %d" % option)
+
+
+SIOCOUTQ = 0x5411  # TIOCOUTQ
+
+
+def unread_bytes(sock):
+    """SIOCOUTQ on a unix stream socket: how many of the bytes sent its peer has not read yet
+    (they stay charged to the sender until the receiver consumes them)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0" * 4))[0]
 
 
 def is_mountpoint(path):

@@ -30,12 +30,13 @@ exec instance, under the exec root):
     monitor.log   the monitor's own stderr, for post-mortems
 
 On attach.sock a client writes one JSON line, then:
-    {"attach": {"stdin": b, "stdout": b, "stderr": b, "stdin_once": b}}
-        the connection becomes the stream: the container's output comes back as raw bytes
-        with a tty, otherwise in Docker's multiplexed frames ([stream, 0, 0, 0, size(4)] +
-        data; 1 = stdout, 2 = stderr); bytes sent are the container's stdin, and the client's
-        EOF closes that stdin when stdin_once is set. The monitor closes the connection once
-        the container's output has ended.
+    {"attach": {"stdin": b, "stdout": b, "stderr": b, "stdin_once": b, "multiplexed": b}}
+        the connection becomes the stream: the container's output comes back in Docker's
+        multiplexed frames ([stream, 0, 0, 0, size(4)] + data; 1 = stdout, 2 = stderr) or as
+        raw bytes, as `multiplexed` asks (without it: raw with a tty, framed without, as
+        `docker attach` wants; `docker exec` may ask otherwise); bytes sent are the
+        container's stdin, and the client's EOF closes that stdin when stdin_once is set. The
+        monitor closes the connection once the container's output has ended.
     {"start": true}                       -> {"ok": true} or {"error": ..., "exit_code": ...}
     {"resize": {"height": h, "width": w}} -> {"ok": true}
     {"signal": n}                         -> {"ok": true} or {"error": ...}
@@ -215,11 +216,13 @@ class Monitor(object):
         self.pid = pid
         self.init_pid = init_pid
 
-    def attach(self, stdin=False, stdout=True, stderr=True, stdin_once=False):
+    def attach(self, stdin=False, stdout=True, stderr=True, stdin_once=False, multiplexed=None):
         """A connected stream socket (see the module docstring for its format)."""
+        options = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "stdin_once": stdin_once}
+        if multiplexed is not None:
+            options["multiplexed"] = multiplexed
         sock = _connect(self.state_dir)
-        sock.sendall(_encode({"attach": {"stdin": stdin, "stdout": stdout, "stderr": stderr,
-                                         "stdin_once": stdin_once}}))
+        sock.sendall(_encode({"attach": options}))
         return sock
 
     def start(self):
@@ -561,6 +564,7 @@ class _Client(object):
         self.passed = []    # sockets passed with the request line
         self.backlog = bytearray()
         self.streams = ()
+        self.multiplexed = False
         self.stdin = False
         self.stdin_once = False
         self.reading = True
@@ -736,13 +740,10 @@ class _Monitor(object):
                     _write_state(self.state)
 
     def _broadcast(self, stream, data):
-        if self.stdio.tty:
-            framed = data
-        else:
-            framed = struct.pack(">BxxxI", STREAM_IDS[stream], len(data)) + data
+        framed = struct.pack(">BxxxI", STREAM_IDS[stream], len(data)) + data
         for client in self.clients:
             if stream in client.streams:
-                client.backlog += framed
+                client.backlog += framed if client.multiplexed else data
                 self._update_client(client)
 
     def _pause_output_for_slow_clients(self):
@@ -854,6 +855,7 @@ class _Monitor(object):
         if "attach" in header:
             options = header["attach"]
             client.streams = tuple(s for s in ("stdout", "stderr") if options.get(s))
+            client.multiplexed = bool(options.get("multiplexed", not self.stdio.tty))
             client.stdin = bool(options.get("stdin"))
             client.stdin_once = bool(options.get("stdin_once"))
             client.close_when_flushed = not self.copiers

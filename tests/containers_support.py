@@ -33,8 +33,9 @@ from conftest import DOCKER, DaemonProcess, build_busybox_rootfs, new_daemon_dir
 IMAGE_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
 
 
-def write_docker_archive(rootfs, out, ref, cmd=("sh",)):
-    """A `docker save`-shaped tar of one layer made from `rootfs`, tagged `ref`."""
+def write_docker_archive(rootfs, out, ref, cmd=("sh",), healthcheck=None):
+    """A `docker save`-shaped tar of one layer made from `rootfs`, tagged `ref` (with a
+    HEALTHCHECK in its config if `healthcheck` is given)."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(os.listdir(rootfs)):
@@ -43,7 +44,8 @@ def write_docker_archive(rootfs, out, ref, cmd=("sh",)):
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = json.dumps({
         "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
-        "config": {"Env": IMAGE_ENV, "Cmd": list(cmd)},
+        "config": dict({"Env": IMAGE_ENV, "Cmd": list(cmd)},
+                       **({"Healthcheck": healthcheck} if healthcheck else {})),
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "containers_support"}],
     }, separators=(",", ":")).encode()
@@ -284,6 +286,29 @@ def pty_docker(daemon, *args, rows=24, cols=80):
         yield session
     finally:
         session.close()
+
+
+def read_stream(sock, timeout=10):
+    """Everything a hijacked or monitor stream sends, until it closes."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def demultiplex(data):
+    """stdcopy: Docker's 8-byte-header frames -> [(stream id, payload)]; bytes that are not
+    whole frames fail the test."""
+    frames = []
+    while data:
+        assert len(data) >= 8 and data[0] in (1, 2) and data[1:4] == b"\0\0\0", data[:16]
+        size = struct.unpack(">I", data[4:8])[0]
+        frames.append((data[0], data[8:8 + size]))
+        data = data[8 + size:]
+    return frames
 
 
 def host_daemon_env(daemon):

@@ -241,6 +241,18 @@ def test_failed_boot_exits_non_zero_and_leaves_nothing(make_daemon):
         assert daemon.dir not in mounts.read()
 
 
+def test_a_listener_that_cannot_listen_closes_those_already_open(make_daemon):
+    daemon = make_daemon("-b", "none", start=False)
+    in_the_way = os.path.join(daemon.dir, "not-a-socket")
+    with open(in_the_way, "w") as blocker:
+        blocker.write("a file, not a socket")
+    daemon.flags += ["-H", "unix://" + in_the_way]
+    daemon.start(wait=False)
+    assert daemon.proc.wait(20) != 0
+    assert "a file that is not a socket is in the way" in daemon.log()
+    assert not os.path.exists(daemon.socket)   # the first -H was bound, then closed
+
+
 def test_second_daemon_on_the_same_pidfile_is_refused(make_daemon):
     first = make_daemon("-b", "none")
     second = DaemonProcess(first.dir, ["-b", "none"])

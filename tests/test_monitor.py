@@ -8,12 +8,12 @@ import os
 import re
 import signal
 import socket
-import struct
 import threading
 import time
 
 import pytest
 
+from containers_support import demultiplex, read_stream
 from drivers import logger, monitor
 from drivers.execdriver import ExecdriverError, ProcessConfig
 from fixtures import containers
@@ -60,26 +60,6 @@ def stop_everything(state_dir):
     handle = monitor.adopt(state_dir)
     if handle is not None:
         handle.wait(timeout=10)
-
-
-def read_stream(sock, timeout=10):
-    sock.settimeout(timeout)
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-
-
-def demultiplex(data):
-    """stdcopy: Docker's 8-byte-header frames -> [(stream id, payload)]."""
-    frames = []
-    while data:
-        stream, size = struct.unpack(">BxxxI", data[:8])
-        frames.append((stream, data[8:8 + size]))
-        data = data[8 + size:]
-    return frames
 
 
 def log_records(path):

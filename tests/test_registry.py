@@ -69,6 +69,11 @@ def make_service(**options):
     return registry.RegistryService(**options)
 
 
+def no_container(image_id):
+    """The graph's in-use checks: no containers exist in these tests."""
+    return None
+
+
 class Store(object):
     """A graph (vfs) and tag store in a temporary root, plus what the pull/push config needs."""
 
@@ -79,7 +84,8 @@ class Store(object):
         self.driver = graphdriver.new(os.path.join(root, "vfs"), "vfs")
         self.tagstore = TagStore(os.path.join(root, "repositories-vfs"))
         self.events = []
-        self.graph = Graph(root, self.driver, self.tagstore, events=lambda *event: self.events.append(event))
+        self.graph = Graph(root, self.driver, self.tagstore, image_in_use=no_container, image_running=no_container,
+                           events=lambda *event: self.events.append(event))
         self.metadata = distribution.V2MetadataService(os.path.join(root, "distribution"))
 
     def config(self, service, **limits):

@@ -394,6 +394,53 @@ def test_anonymous_pull_of_a_private_repository_is_denied(token_reg, daemon):
 
 
 # ---------------------------------------------------------------------------------------------
+# GET /distribution/{name}/json (docker-py's get_registry_data): what the registry serves
+
+
+def distribution_inspect(daemon, name, credentials=None):
+    headers = {}
+    if credentials:
+        auth = json.dumps({"username": credentials[0], "password": credentials[1]}).encode()
+        headers["X-Registry-Auth"] = base64.urlsafe_b64encode(auth).decode()
+    return daemon.request("GET", "/v1.41/distribution/%s/json" % name, headers=headers)
+
+
+def test_distribution_inspect_describes_the_manifest_and_its_platform(reg, daemon):
+    body, digest = reg.manifest("fix/two", "1")
+    expected = {"Descriptor": {"mediaType": json.loads(body)["mediaType"], "digest": digest,
+                               "size": len(body)},
+                "Platforms": [{"architecture": "amd64", "os": "linux"}]}
+    for name in ("fix/two:1", "fix/two@" + digest):
+        response = distribution_inspect(daemon, reg.host + "/" + name)
+        assert (response.status, response.json()) == (200, expected)
+    assert out(daemon.docker("images", "-q")) == ""   # nothing was pulled
+
+
+def test_distribution_inspect_of_an_index_lists_every_platform(reg, daemon):
+    body, digest = reg.manifest("fix/multi", "1")
+    response = distribution_inspect(daemon, reg.host + "/fix/multi:1")
+    assert response.status == 200
+    assert response.json() == {
+        "Descriptor": {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+                       "size": len(body)},
+        "Platforms": [{"architecture": OTHER_ARCH, "os": "linux"},
+                      {"architecture": HOST_ARCH, "os": "linux"}]}
+
+
+def test_distribution_inspect_keeps_the_registrys_no(reg, token_reg, daemon):
+    missing_tag = distribution_inspect(daemon, reg.host + "/fix/two:nope")
+    assert (missing_tag.status, missing_tag.json()["message"]) == (404, "manifest unknown: manifest unknown")
+    missing_repository = distribution_inspect(daemon, reg.host + "/fix/nothing:1")
+    assert missing_repository.status == 404
+    anonymous = distribution_inspect(daemon, token_reg.host + "/private/base:1")
+    assert (anonymous.status, anonymous.json()["message"]) == (
+        403, "denied: requested access to the resource is denied")
+    assert distribution_inspect(daemon, token_reg.host + "/private/base:1", ALICE).status == 200
+    full_id = distribution_inspect(daemon, sha256(reg.fixtures.two)[7:])
+    assert (full_id.status, full_id.json()["message"]) == (500, "no manifest found for full image ID")
+
+
+# ---------------------------------------------------------------------------------------------
 # Daemon options: --registry-mirror, --insecure-registry
 
 

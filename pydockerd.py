@@ -1132,6 +1132,11 @@ class Container(object):
     def log_path(self):
         return os.path.join(self.root, self.id + "-json.log")
 
+    @property
+    def cache_log_path(self):
+        """Dual logging: where a remote log driver's lines are kept for `docker logs`."""
+        return os.path.join(self.root, logger.CACHE_FILE)
+
     def to_disk(self):
         """ToDisk: config.v2.json, the config and the state, written atomically, mode 0600.
 
@@ -1421,6 +1426,9 @@ def merge_log_config(daemon_config, log_config):
     options = dict(log_config.get("Config") or {})
     if log_config["Type"] == daemon_config.log_driver:
         options = dict(daemon_config.log_opts, **options)
+    for key in logger.BUILTIN_OPTIONS:  # cache.MergeDefaultLogConfig: cache-* for any driver
+        if key.startswith("cache-") and key in daemon_config.log_opts:
+            options.setdefault(key, daemon_config.log_opts[key])
     log_config["Config"] = options
     return log_config
 
@@ -1613,11 +1621,22 @@ def spawn_container_monitor(daemon, container, rootfs):
     os.makedirs(state_dir, 0o700)
     if daemon.device_cgroup:
         daemon.device_cgroup.create(container.id, bool(container.host_config.get("Privileged")))
+    local_log = container_log(container)
     monitor = daemon.fork_server.spawn_monitor(
         state_dir, start_command(daemon, container, rootfs), log_driver=log_config["Type"],
-        log_opts=log_config.get("Config") or {}, log_path=container.log_path, start=False)
+        log_opts=log_config.get("Config") or {}, log_path=local_log.path if local_log else "",
+        log_info=container_log_info(container), start=False)
     join_device_cgroup(daemon, container.id, monitor)
     return monitor
+
+
+def container_log_info(container):
+    """logger.Info: what the log driver may tell of the container (tags, GELF fields...)."""
+    return logger.LogInfo(
+        container_id=container.id, container_name=container.name, entrypoint=container.path,
+        args=container.args, image_id=container.image_id,
+        image_name=container.config.get("Image") or "", created=container.created,
+        env=container.config.get("Env") or [], labels=container.config.get("Labels") or {})
 
 
 def join_device_cgroup(daemon, container_id, monitor):
@@ -3000,7 +3019,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         streams = {"stdout": self.query_bool("stdout"), "stderr": self.query_bool("stderr")}
         if not any(streams.values()):
             raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        if container.host_config["LogConfig"]["Type"] == "none":
+        if container_log(container) is None:
             raise errdefs.NotImplemented('configured logging driver does not support reading')
         tail = self.query_value("tail", "all")
         try:
@@ -3204,10 +3223,20 @@ def forward_stdin(upstream, data):
         return False
 
 
+def container_log(container):
+    """Where `docker logs` reads (a logger.LocalLog): the json-file log, or a remote driver's
+    cache (dual logging); None when the driver keeps nothing readable."""
+    config = container.host_config["LogConfig"]
+    return logger.readable_log(config["Type"], config.get("Config") or {}, container.log_path,
+                               container.cache_log_path)
+
+
 def read_container_log(container, streams, since=None, until=None, tail=-1):
-    """The container's json-file log records of the wanted streams, oldest first."""
-    opts = (container.host_config.get("LogConfig") or {}).get("Config") or {}
-    entries = logger.read_json_log(container.log_path, int(opts.get("max-file", "1")),
+    """The container's log records of the wanted streams, oldest first."""
+    local_log = container_log(container)
+    if local_log is None:
+        return []
+    entries = logger.read_json_log(local_log.path, local_log.max_file,
                                    since=since, until=until, tail=tail)
     return [entry for entry in entries if streams.get(entry.stream)]
 
@@ -3236,11 +3265,12 @@ class LogFollower(object):
         self.until = int(until * 1e9) if until else None
         self.tail = tail
         self.last = 0
+        self.path = container_log(container).path
         self.inode, self.offset = self._position()
 
     def _position(self):
         try:
-            info = os.stat(self.container.log_path)
+            info = os.stat(self.path)
             return info.st_ino, info.st_size
         except OSError:
             return None, 0
@@ -3269,7 +3299,7 @@ class LogFollower(object):
             self.inode, self.offset = inode, 0
         if inode is None or size == self.offset:
             return []
-        with open(self.container.log_path, "rb") as log_file:
+        with open(self.path, "rb") as log_file:
             log_file.seek(self.offset)
             data = log_file.read(size - self.offset)
         complete = data[:data.rfind(b"\n") + 1]
@@ -3300,7 +3330,8 @@ def inspect_container(daemon, container, size=False):
         "ResolvConfPath": os.path.join(container.root, "resolv.conf"),
         "HostnamePath": os.path.join(container.root, "hostname"),
         "HostsPath": os.path.join(container.root, "hosts"),
-        "LogPath": container.log_path, "Name": container.name,
+        "LogPath": container.log_path if container.host_config["LogConfig"]["Type"] == "json-file"
+        else "", "Name": container.name,
         "RestartCount": container.restart_count, "Driver": container.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": [e.id for e in daemon.execs.values() if e.container is container] or None,
@@ -3623,7 +3654,7 @@ def system_info(daemon, server):
         "Driver": daemon.driver.name,
         "DriverStatus": daemon.driver.status(),
         "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
-                    "Log": sorted(logger.LOG_OPTIONS)},
+                    "Log": sorted(logger.DRIVERS)},
         "MemoryLimit": sysinfo.memory,
         "SwapLimit": sysinfo.swap,
         "KernelMemory": False,

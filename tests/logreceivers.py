@@ -89,6 +89,13 @@ class Rsyslog(object):
         lines = wait_for(parsed, timeout, "%d rsyslog messages" % count)
         return [dict(zip(RSYSLOG_FIELDS, line.split("\x1f"))) for line in lines]
 
+    def messages_with(self, marker, count):
+        """The messages whose text holds marker, once there are count of them."""
+        def marked():
+            found = [m for m in self.messages(0) if marker in m.get("msg", "")]
+            return found if len(found) >= count else None
+        return wait_for(marked, what="%d rsyslog messages marked %s" % (count, marker))
+
     def stop(self):
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
@@ -190,7 +197,7 @@ class StreamReceiver(object):
     reading=False it accepts but stops reading, so a sender stalls once the buffers fill;
     stop() closes everything (a destination that disappears)."""
 
-    def __init__(self, unix_path=None):
+    def __init__(self, unix_path=None, rcvbuf=None):
         if unix_path:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.bind(unix_path)
@@ -198,12 +205,14 @@ class StreamReceiver(object):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.bind(("127.0.0.1", 0))
             self.port = self.sock.getsockname()[1]
+        if rcvbuf:  # inherited by accepted sockets: a stalled reader stalls the sender soon
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.listen(8)
         self.data = bytearray()
         self.reading = threading.Event()
         self.reading.set()
         self._stopped = False
-        self._conns = []
+        self.connections = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -213,7 +222,7 @@ class StreamReceiver(object):
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self._conns.append(conn)
+            self.connections.append(conn)
             threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn):
@@ -235,7 +244,7 @@ class StreamReceiver(object):
     def stop(self):
         self._stopped = True
         self.reading.set()
-        for sock in [self.sock] + self._conns:
+        for sock in [self.sock] + self.connections:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

@@ -157,13 +157,6 @@ def send_syslog(opts, messages):
     log.close()
 
 
-def rsyslog_messages_with(rsyslog, marker, count):
-    def marked():
-        found = [m for m in rsyslog.messages(0) if marker in m.get("msg", "")]
-        return found if len(found) >= count else None
-    return wait_for(marked, what="%d messages marked %s" % (count, marker))
-
-
 @pytest.mark.parametrize("scheme, syslog_format", [
     ("udp", "rfc5424"), ("udp", "rfc5424micro"), ("tcp", "rfc3164"), ("tcp", "rfc5424"),
     ("tcp+tls", "rfc5424micro"), ("unixgram", ""), ("udp", "")])
@@ -178,7 +171,7 @@ def test_syslog_reaches_rsyslog_with_priority_tag_pid_and_text(rsyslog, scheme, 
     if scheme == "tcp+tls":
         opts["syslog-tls-ca-cert"] = rsyslog.ca
     send_syslog(opts, [line(b"out " + marker.encode()), line(b""), line(b"err " + marker.encode(), "stderr")])
-    out, err = rsyslog_messages_with(rsyslog, marker, 2)
+    out, err = rsyslog.messages_with(marker, 2)
     local3 = 19 * 8
     assert (out["pri"], err["pri"]) == (str(local3 + 6), str(local3 + 3))
     assert out["msg"].strip() == "out " + marker and err["msg"].strip() == "err " + marker

@@ -308,8 +308,8 @@ def _rotation(opts, prefix, max_size, max_file, compress):
     if prefix + "compress" in opts:
         compress = parse_bool(opts[prefix + "compress"])
     if compress and (max_file == 1 or max_size == -1):
-        raise LogDriverError("compress cannot be set to true when max-file is less than 2 or "
-                             "max-size is not set")
+        raise LogDriverError("{0}compress cannot be set to true when {0}max-file is less than 2 "
+                             "or {0}max-size is not set".format(prefix))
     return max_size, max_file, compress
 
 
@@ -558,9 +558,7 @@ class Sender(object):
     def log(self, message):
         size = len(message.line)
         with self._cond:
-            full = self._bytes + size > self.max_bytes or \
-                len(self._queue) >= (self.driver.buffer_limit or len(self._queue) + 1)
-            if full and self._queue and not self.blocking:
+            if self._queue and not self.blocking and self._full(size):
                 self.dropped += 1
                 return
             self._queue.append(message)
@@ -569,6 +567,10 @@ class Sender(object):
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="log-sender", daemon=True)
             self._thread.start()
+
+    def _full(self, size):
+        limit = self.driver.buffer_limit
+        return self._bytes + size > self.max_bytes or bool(limit and len(self._queue) >= limit)
 
     def backlogged(self):
         return self.blocking and self._bytes >= self.max_bytes

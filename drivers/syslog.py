@@ -124,7 +124,7 @@ class SyslogLogger(logger.RemoteLogger):
         self.pid = os.getpid()
         try:
             self._tls = tls_context(opts) if self.network == SECURE_PROTO else None
-        except (OSError, ssl.SSLError) as err:
+        except OSError as err:  # ssl.SSLError is one
             raise LogDriverError("syslog TLS: %s" % err) from None
         self._sock = self._dial()
 
@@ -136,7 +136,7 @@ class SyslogLogger(logger.RemoteLogger):
         sock = logger.dial("tcp", self.address)
         try:
             return self._tls.wrap_socket(sock, server_hostname=logger.split_host_port(self.address)[0])
-        except (OSError, ssl.SSLError) as err:
+        except OSError as err:
             sock.close()
             raise LogDriverError(str(err)) from None
 

@@ -23,6 +23,7 @@ import time
 import zlib
 
 import msgpack
+import pytest
 
 RSYSLOG_FIELDS = ("pri", "hostname", "syslogtag", "app_name", "procid", "msgid", "time", "msg")
 
@@ -323,3 +324,27 @@ def parse_journal_entry(data):
             position = newline + 10 + size
         fields[name.decode()] = value
     return fields
+
+
+# -- fixtures ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rsyslog(tmp_path_factory):
+    server = Rsyslog(str(tmp_path_factory.mktemp("rsyslog")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gelf_udp():
+    receiver = GelfUDP()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def forward():
+    """A forward-protocol (or any stream) receiver on loopback, quick to stall."""
+    receiver = StreamReceiver(rcvbuf=4096)
+    yield receiver
+    receiver.stop()

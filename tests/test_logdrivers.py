@@ -15,8 +15,9 @@ import pytest
 
 from drivers import fluentd, gelf, journald, logger, syslog
 from drivers.logger import LogDriverError, LogInfo, Message
-from logreceivers import (GelfUDP, JournalSocket, Rsyslog, StreamReceiver, event_time,
-                          forward_events, free_port, gelf_tcp_messages, wait_for)
+from logreceivers import (JournalSocket, StreamReceiver, event_time, forward,  # noqa: F401
+                          forward_events, free_port, gelf_tcp_messages, gelf_udp, rsyslog,
+                          wait_for)
 
 CONTAINER_ID = "0123456789ab" + "c" * 52
 IMAGE_ID = "sha256:" + "f" * 64
@@ -143,13 +144,6 @@ def test_readable_log_is_the_cache_for_remote_drivers_and_none_without_it():
 
 # -- syslog, against rsyslogd ----------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def rsyslog(tmp_path_factory):
-    server = Rsyslog(str(tmp_path_factory.mktemp("rsyslog")))
-    yield server
-    server.stop()
-
-
 def send_syslog(opts, messages):
     log = syslog.SyslogLogger(INFO, opts)
     for message in messages:
@@ -274,13 +268,6 @@ def test_journald_key_sanitizing_matches_dockerd():
 
 # -- gelf ---------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def gelf_udp():
-    receiver = GelfUDP()
-    yield receiver
-    receiver.close()
-
-
 def test_gelf_udp_message_fields(gelf_udp):
     opts = {"gelf-address": gelf_udp.address, "tag": "{{.Name}}", "labels": "team", "env": "APP"}
     log = gelf.GelfLogger(INFO, opts)
@@ -350,13 +337,6 @@ def test_msgpack_encoder_round_trips_through_the_msgpack_package():
     for value in values:
         expected = dict(value) if isinstance(value, fluentd.Map) else value
         assert msgpack.unpackb(fluentd.pack(value), raw=False, strict_map_key=False) == expected
-
-
-@pytest.fixture
-def forward():
-    receiver = StreamReceiver()
-    yield receiver
-    receiver.stop()
 
 
 def test_fluentd_event_is_tag_time_record(forward):

@@ -18,8 +18,9 @@ from containers_support import (busybox_archive, err, inspect, load_image, logs_
                                 no_containers_left, retire_daemon, run, run_detached,
                                 start_busybox_daemon, wait_until_exited)
 from drivers import journald
-from logreceivers import (GelfUDP, JournalSocket, Rsyslog, StreamReceiver, forward_events,
-                          free_port, gelf_tcp_messages, wait_for)
+from logreceivers import (GelfUDP, JournalSocket, StreamReceiver, forward,  # noqa: F401
+                          forward_events, free_port, gelf_tcp_messages, gelf_udp, rsyslog,
+                          wait_for)
 
 @pytest.fixture(scope="module")
 def journal_path(tmp_path_factory):
@@ -32,27 +33,6 @@ def daemon(busybox_archive, journal_path):  # noqa: F811
     process = start_busybox_daemon(busybox_archive, env={journald.TEST_SOCKET_ENV: journal_path})
     yield process
     retire_daemon(process)
-
-
-@pytest.fixture(scope="module")
-def rsyslog(tmp_path_factory):
-    server = Rsyslog(str(tmp_path_factory.mktemp("rsyslog")))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def gelf_udp():
-    receiver = GelfUDP()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def forward():
-    receiver = StreamReceiver(rcvbuf=4096)
-    yield receiver
-    receiver.stop()
 
 
 OUT_AND_ERR = "echo to-stdout; echo to-stderr >&2"

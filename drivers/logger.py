@@ -26,7 +26,8 @@ is what they share:
     to one thread. With mode=blocking (the default) a full queue makes the monitor stop
     reading the container's output, so the container blocks on its pipe as under dockerd;
     with mode=non-blocking a line that does not fit in max-buffer-size is dropped (dockerd's
-    ring buffer), so a destination that stalls or disappears never holds the container up;
+    ring buffer), so a destination that stalls or disappears never holds the container up
+    (json-file writes to a local disk, on the loop, in either mode);
   * dual logging (dockerd 20.10): every remote driver also writes a local cache that
     `docker logs` reads, bounded by the cache-* options. pydockerd keeps the cache in the
     json-file format (container-cached.log beside the container's config, rotated files
@@ -593,7 +594,7 @@ class Sender(object):
         until delivery works again, and the line is lost, as dockerd logs and goes on."""
         try:
             self.driver.log(message)
-        except (OSError, LogDriverError, ValueError) as err:
+        except Exception as err:  # whatever goes wrong, the thread must go on draining
             if not self._failing:
                 self._failing = True
                 _note("failed to log to %s: %s" % (self.driver.name, err))

@@ -210,6 +210,19 @@ def test_syslog_over_a_unix_stream_socket(tmp_path):
     assert second.endswith(": two")
 
 
+def test_syslog_without_an_address_uses_the_local_syslog_socket(rsyslog, monkeypatch):
+    monkeypatch.setattr(syslog, "LOCAL_SOCKETS", ("/nonexistent/log", rsyslog.socket))
+    send_syslog({}, [line(b"to the local syslog")])
+    message, = rsyslog.messages_with("to the local syslog", 1)
+    assert message["pri"] == "30" and message["syslogtag"] == "0123456789ab[%d]:" % os.getpid()
+
+
+def test_syslog_without_a_local_syslog_fails_the_start(monkeypatch):
+    monkeypatch.setattr(syslog, "LOCAL_SOCKETS", ("/nonexistent/log",))
+    with pytest.raises(LogDriverError, match="^Unix syslog delivery error$"):
+        syslog.SyslogLogger(INFO, {})
+
+
 def test_syslog_start_fails_when_the_tcp_server_is_down():
     port = free_port(socket.SOCK_STREAM)
     with pytest.raises(LogDriverError, match="dial tcp 127.0.0.1:%d: connect: connection refused" % port):

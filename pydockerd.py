@@ -1132,11 +1132,6 @@ class Container(object):
     def log_path(self):
         return os.path.join(self.root, self.id + "-json.log")
 
-    @property
-    def cache_log_path(self):
-        """Dual logging: where a remote log driver's lines are kept for `docker logs`."""
-        return os.path.join(self.root, logger.CACHE_FILE)
-
     def to_disk(self):
         """ToDisk: config.v2.json, the config and the state, written atomically, mode 0600.
 
@@ -3224,11 +3219,11 @@ def forward_stdin(upstream, data):
 
 
 def container_log(container):
-    """Where `docker logs` reads (a logger.LocalLog): the json-file log, or a remote driver's
-    cache (dual logging); None when the driver keeps nothing readable."""
+    """Where `docker logs` reads (a logger.LocalLog): the json-file or local log, or a remote
+    driver's cache (dual logging); None when the driver keeps nothing readable."""
     config = container.host_config["LogConfig"]
     return logger.readable_log(config["Type"], config.get("Config") or {}, container.log_path,
-                               container.cache_log_path)
+                               container.root)
 
 
 def read_container_log(container, streams, since=None, until=None, tail=-1):
@@ -3236,8 +3231,8 @@ def read_container_log(container, streams, since=None, until=None, tail=-1):
     local_log = container_log(container)
     if local_log is None:
         return []
-    entries = logger.read_json_log(local_log.path, local_log.max_file,
-                                   since=since, until=until, tail=tail)
+    entries = logger.read_log(local_log.path, local_log.max_file, since=since, until=until,
+                              tail=tail, log_format=local_log.format)
     return [entry for entry in entries if streams.get(entry.stream)]
 
 
@@ -3265,12 +3260,13 @@ class LogFollower(object):
         self.until = int(until * 1e9) if until else None
         self.tail = tail
         self.last = 0
-        self.path = container_log(container).path
+        self.log = container_log(container)
+        self.split_records = logger.driver_class(self.log.format).split_records
         self.inode, self.offset = self._position()
 
     def _position(self):
         try:
-            info = os.stat(self.path)
+            info = os.stat(self.log.path)
             return info.st_ino, info.st_size
         except OSError:
             return None, 0
@@ -3299,14 +3295,13 @@ class LogFollower(object):
             self.inode, self.offset = inode, 0
         if inode is None or size == self.offset:
             return []
-        with open(self.path, "rb") as log_file:
+        with open(self.log.path, "rb") as log_file:
             log_file.seek(self.offset)
             data = log_file.read(size - self.offset)
-        complete = data[:data.rfind(b"\n") + 1]
-        self.offset += len(complete)
+        entries, consumed = self.split_records(data)
+        self.offset += consumed
         records = []
-        for raw in complete.splitlines():
-            entry = logger.decode_record(raw)
+        for entry in entries:
             if entry is None or entry.timestamp <= self.last or not self.streams.get(entry.stream):
                 continue
             if self.since is not None and entry.timestamp < self.since:

@@ -6,11 +6,12 @@ Docker 1.8.2 introduced pluggable log drivers; the default, json-file
 
     {"log":"hi\\n","stream":"stdout","time":"2015-09-10T10:00:00.123456789Z"}
 
-and rotates it by size (--log-opt max-size, max-file, compress). `none` keeps nothing. The
+and rotates it by size (--log-opt max-size, max-file, compress). `local` (drivers/local.py)
+keeps the same lines in dockerd's compact protobuf records; `none` keeps nothing. The
 copier (daemon/logger/copier.go) cuts the container's byte streams into those lines. In
 pydockerd the container's monitor (drivers/monitor.py) runs the copier and the driver, so logs
 keep being written while the daemon is down; `docker logs` reads the files back with
-read_json_log.
+read_log (LogFile is the rotating file both write).
 
 The drivers that send lines elsewhere each live in a module of their own, imported only by a
 monitor that uses them: drivers/syslog.py, journald.py, gelf.py and fluentd.py. This module
@@ -27,18 +28,18 @@ is what they share:
     reading the container's output, so the container blocks on its pipe as under dockerd;
     with mode=non-blocking a line that does not fit in max-buffer-size is dropped (dockerd's
     ring buffer), so a destination that stalls or disappears never holds the container up
-    (json-file writes to a local disk, on the loop, in either mode);
+    (json-file and local write to a local disk, on the loop, in either mode);
   * dual logging (dockerd 20.10): every remote driver also writes a local cache that
     `docker logs` reads, bounded by the cache-* options. pydockerd keeps the cache in the
     json-file format (container-cached.log beside the container's config, rotated files
-    gzipped) rather than dockerd's protobuf "local" format, so one reader serves both.
+    gzipped) rather than in dockerd's "local" format: either reads back the same, and JSON
+    lines can be read by hand.
 """
 import collections
 import importlib
 import json
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -213,53 +214,29 @@ class NoneLogger(object):
         pass
 
 
-class JSONFileLogger(object):
-    """jsonfilelog.JSONFileLogger: one JSON object per line, rotated by size.
+class LogFile(object):
+    """loggerutils.LogFile: records appended to a file rotated by size.
 
     max_size is in bytes (-1: unlimited). Before each write, a file already at max_size is
     rotated: <path>.N-1 becomes <path>.N, ..., <path> becomes <path>.1, keeping max_file
     files in all; with max_file 1 the file is simply truncated. With compress, the rotated
-    files are gzipped (<path>.1.gz, ...), as loggerutils.LogFile does. attrs (from the
-    labels and env options, and the tag when one is set) are added to every record.
+    files are gzipped (<path>.1.gz, ...).
     """
-    name = "json-file"
-    remote = False
-    OPTIONS = {"max-size", "max-file", "compress", "labels", "labels-regex", "env",
-               "env-regex", "tag"}
 
-    def __init__(self, path, max_size=-1, max_file=1, attrs=None, compress=False):
+    def __init__(self, path, max_size=-1, max_file=1, compress=False):
         self.path = path
         self.max_size = max_size
         self.max_file = max_file
         self.compress = compress
-        self._attrs = json.dumps(attrs, separators=(",", ":"), sort_keys=True) if attrs else ""
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._size = os.fstat(self._fd).st_size
 
-    @staticmethod
-    def validate(opts):
-        unknown_options(opts, JSONFileLogger.OPTIONS, "unknown log opt '%s' for json-file log driver")
-        _rotation(opts, "", -1, 1, False)
-
-    @classmethod
-    def open(cls, path, info, opts):
-        """jsonfilelog.New: the tag goes into the attributes only when the user set one."""
-        attrs = info.extra_attributes(opts)
-        if opts.get("tag"):
-            attrs["tag"] = info.tag(opts, "")
-        max_size, max_file, compress = _rotation(opts, "", -1, 1, False)
-        return cls(path, max_size, max_file, attrs, compress)
-
-    def log(self, message):
-        """Write one record; an OSError (a full disk) is the caller's to report."""
-        record = marshal_message(message, self._attrs)
+    def write(self, record):
+        """Append one record; an OSError (a full disk) is the caller's to report."""
         if self.max_size != -1 and self._size >= self.max_size:
             self._rotate()
         os.write(self._fd, record)
         self._size += len(record)
-
-    def backlogged(self):
-        return False
 
     def _rotate(self):
         os.close(self._fd)
@@ -282,12 +259,60 @@ class JSONFileLogger(object):
             self._fd = None
 
 
+class JSONFileLogger(object):
+    """jsonfilelog.JSONFileLogger: one JSON object per line in a LogFile. attrs (from the
+    labels and env options, and the tag when one is set) are added to every record."""
+    name = "json-file"
+    remote = False
+    OPTIONS = {"max-size", "max-file", "compress", "labels", "labels-regex", "env",
+               "env-regex", "tag"}
+
+    def __init__(self, path, max_size=-1, max_file=1, attrs=None, compress=False):
+        self.file = LogFile(path, max_size, max_file, compress)
+        self._attrs = json.dumps(attrs, separators=(",", ":"), sort_keys=True) if attrs else ""
+
+    @staticmethod
+    def validate(opts):
+        unknown_options(opts, JSONFileLogger.OPTIONS, "unknown log opt '%s' for json-file log driver")
+        _rotation(opts, "", -1, 1, False)
+
+    @staticmethod
+    def max_file(opts):
+        return _rotation(opts, "", -1, 1, False)[1]
+
+    @classmethod
+    def open(cls, path, info, opts):
+        """jsonfilelog.New: the tag goes into the attributes only when the user set one."""
+        attrs = info.extra_attributes(opts)
+        if opts.get("tag"):
+            attrs["tag"] = info.tag(opts, "")
+        max_size, max_file, compress = _rotation(opts, "", -1, 1, False)
+        return cls(path, max_size, max_file, attrs, compress)
+
+    @staticmethod
+    def split_records(data):
+        """The complete lines at the start of data as LogEntries (None for a foreign line),
+        and how many bytes they took."""
+        complete = data[:data.rfind(b"\n") + 1]
+        return [decode_record(raw) for raw in complete.splitlines()], len(complete)
+
+    def log(self, message):
+        self.file.write(marshal_message(message, self._attrs))
+
+    def backlogged(self):
+        return False
+
+    def close(self):
+        self.file.close()
+
+
 def _gzip_file(path):
     """<path> becomes <path>.gz (written beside, then renamed, so a reader never sees half a
     file). gzip is imported here: a monitor that never rotates a compressed log spares it."""
     import gzip
     with open(path, "rb") as source, gzip.open(path + ".gz.tmp", "wb") as target:
-        shutil.copyfileobj(source, target)
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            target.write(chunk)
     os.replace(path + ".gz.tmp", path + ".gz")
     os.unlink(path)
 
@@ -429,6 +454,7 @@ def unknown_options(opts, known, message):
 DRIVERS = {
     "none": ("drivers.logger", "NoneLogger"),
     "json-file": ("drivers.logger", "JSONFileLogger"),
+    "local": ("drivers.local", "LocalLogger"),
     "syslog": ("drivers.syslog", "SyslogLogger"),
     "journald": ("drivers.journald", "JournaldLogger"),
     "gelf": ("drivers.gelf", "GelfLogger"),
@@ -451,9 +477,10 @@ BUILTIN_OPTIONS = {"mode", "max-buffer-size", "cache-disabled", "cache-max-size"
 # How long a finished container's monitor lets a remote driver deliver what is queued.
 CLOSE_TIMEOUT = 2.0
 
-LocalLog = collections.namedtuple("LocalLog", "path max_file")
-LocalLog.__doc__ = """Where `docker logs` reads a container's lines: a json-file log (the
-json-file driver's, or a remote driver's cache) and how many rotated files it keeps."""
+LocalLog = collections.namedtuple("LocalLog", "path max_file format")
+LocalLog.__doc__ = """Where `docker logs` reads a container's lines: a log file (the
+json-file or local driver's, or a remote driver's cache), how many rotated files it keeps,
+and the driver whose format it is in ("json-file" or "local")."""
 
 
 def driver_class(name):
@@ -500,13 +527,19 @@ def uses_cache(driver, opts):
     return driver_class(driver).remote and not parse_bool(opts.get("cache-disabled") or "false")
 
 
-def readable_log(driver, opts, json_path, cache_path):
+def readable_log(driver, opts, json_path, container_root):
     """The LocalLog `docker logs` reads for a container, or None when its driver keeps
-    nothing readable (`none`, or a remote driver with its cache disabled)."""
-    if driver == "json-file":
-        return LocalLog(json_path, _rotation(opts, "", -1, 1, False)[1])
-    if driver != "none" and uses_cache(driver, opts):
-        return LocalLog(cache_path, _rotation(opts, "cache-", CACHE_MAX_SIZE, CACHE_MAX_FILE, True)[1])
+    nothing readable (`none`, or a remote driver with its cache disabled). json_path is the
+    json-file driver's log; the others live at fixed names in the container's directory."""
+    if driver == "none":
+        return None
+    cls = driver_class(driver)
+    if not cls.remote:
+        path = json_path if driver == "json-file" else os.path.join(container_root, cls.PATH)
+        return LocalLog(path, cls.max_file(opts), driver)
+    if uses_cache(driver, opts):
+        return LocalLog(os.path.join(container_root, CACHE_FILE),
+                        _rotation(opts, "cache-", CACHE_MAX_SIZE, CACHE_MAX_FILE, True)[1], "json-file")
     return None
 
 
@@ -712,24 +745,25 @@ def log_files(path, max_file=1):
     return names + ([path] if os.path.exists(path) else [])
 
 
-def read_json_log(path, max_file=1, since=None, until=None, tail=-1):
-    """The records of a json-file log (with its rotated files), oldest first: the reading
-    half of `docker logs` (since/until in nanoseconds, tail = the last N records).
+def read_log(path, max_file=1, since=None, until=None, tail=-1, log_format="json-file"):
+    """The records of a json-file (or local) log with its rotated files, oldest first: the
+    reading half of `docker logs` (since/until in nanoseconds, tail = the last N records).
 
-    A torn last line (the writer killed mid-record) is skipped, not an error.
+    A torn last record (the writer killed mid-record) is skipped, not an error.
     """
+    split_records = driver_class(log_format).split_records
     entries = []
     for name in log_files(path, max_file):
         with _open_log(name) as f:
-            for raw in f:
-                entry = decode_record(raw)
-                if entry is None:
-                    continue
-                if since is not None and entry.timestamp < since:
-                    continue
-                if until is not None and entry.timestamp > until:
-                    continue
-                entries.append(entry)
+            records, _ = split_records(f.read())
+        for entry in records:
+            if entry is None:
+                continue
+            if since is not None and entry.timestamp < since:
+                continue
+            if until is not None and entry.timestamp > until:
+                continue
+            entries.append(entry)
     return entries[max(len(entries) - tail, 0):] if tail >= 0 else entries
 
 
@@ -741,8 +775,7 @@ def _open_log(name):
 
 
 def decode_record(raw):
-    """One json-file line as a LogEntry, or None for a torn or foreign line (also how
-    `docker logs -f` reads the lines that arrive after the first read)."""
+    """One json-file line as a LogEntry, or None for a torn or foreign line."""
     try:
         record = json.loads(raw)
         time_text = record["time"]

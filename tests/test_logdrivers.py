@@ -13,7 +13,7 @@ import time
 import msgpack
 import pytest
 
-from drivers import fluentd, gelf, journald, logger, syslog
+from drivers import fluentd, gelf, journald, local, logger, syslog
 from drivers.logger import LogDriverError, LogInfo, Message
 from logreceivers import (JournalSocket, StreamReceiver, event_time, forward,  # noqa: F401
                           forward_events, free_port, gelf_tcp_messages, gelf_udp, rsyslog,
@@ -135,11 +135,15 @@ def test_fluentd_address_forms():
 
 def test_readable_log_is_the_cache_for_remote_drivers_and_none_without_it():
     gelf_opts = {"gelf-address": "udp://127.0.0.1:1"}
-    assert logger.readable_log("gelf", gelf_opts, "j", "c") == logger.LocalLog("c", 5)
-    assert logger.readable_log("gelf", dict(gelf_opts, **{"cache-max-file": "2"}), "j", "c").max_file == 2
-    assert logger.readable_log("gelf", dict(gelf_opts, **{"cache-disabled": "true"}), "j", "c") is None
-    assert logger.readable_log("json-file", {"max-file": "3"}, "j", "c") == logger.LocalLog("j", 3)
-    assert logger.readable_log("none", {}, "j", "c") is None
+    cache = os.path.join("/c", logger.CACHE_FILE)
+    assert logger.readable_log("gelf", gelf_opts, "/c/j", "/c") == logger.LocalLog(cache, 5, "json-file")
+    assert logger.readable_log("gelf", dict(gelf_opts, **{"cache-max-file": "2"}), "/c/j", "/c").max_file == 2
+    assert logger.readable_log("gelf", dict(gelf_opts, **{"cache-disabled": "true"}), "/c/j", "/c") is None
+    assert logger.readable_log("json-file", {"max-file": "3"}, "/c/j", "/c") == \
+        logger.LocalLog("/c/j", 3, "json-file")
+    assert logger.readable_log("local", {}, "/c/j", "/c") == \
+        logger.LocalLog("/c/local-logs/container.log", 5, "local")
+    assert logger.readable_log("none", {}, "/c/j", "/c") is None
 
 
 # -- syslog, against rsyslogd ----------------------------------------------------------------------
@@ -489,7 +493,7 @@ def test_remote_driver_writes_the_cache_that_docker_logs_reads(tmp_path, gelf_ud
     log.log(line(b"too", "stderr"))
     log.close()
     assert [m["short_message"] for m in gelf_udp.messages(2)] == ["kept", "too"]
-    assert [(e.line, e.stream) for e in logger.read_json_log(cache, 5)] == [
+    assert [(e.line, e.stream) for e in logger.read_log(cache, 5)] == [
         (b"kept\n", "stdout"), (b"too\n", "stderr")]
 
 
@@ -502,7 +506,7 @@ def test_cache_rotates_and_compresses_and_still_reads_back(tmp_path, gelf_udp):
     log.close()
     assert sorted(os.listdir(str(tmp_path))) == [
         logger.CACHE_FILE, logger.CACHE_FILE + ".1.gz", logger.CACHE_FILE + ".2.gz"]
-    lines = [e.line[:8] for e in logger.read_json_log(cache, 3)]
+    lines = [e.line[:8] for e in logger.read_log(cache, 3)]
     assert lines[-1] == b"line 059" and lines == sorted(lines) and len(lines) < 60
 
 
@@ -522,3 +526,54 @@ def test_json_file_takes_the_tag_and_attributes_into_attrs(tmp_path):
     log.close()
     with open(path) as f:
         assert json.loads(f.read())["attrs"] == {"tag": "web", "team": "ops"}
+
+
+# -- the local driver ----------------------------------------------------------------------------------
+
+def test_local_record_is_a_length_framed_protobuf_log_entry():
+    entry = b"\x0a\x06stdout" + b"\x10\x01" + b"\x1a\x02hi"
+    assert local.frame(line(b"hi", timestamp=1)) == b"\x00\x00\x00\x0e" + entry + b"\x00\x00\x00\x0e"
+    partial = local.encode_entry(line(b"", "stderr", partial=True, timestamp=300))
+    assert partial == b"\x0a\x06stderr" + b"\x10\xac\x02" + b"\x20\x01"
+
+
+def test_local_log_reads_back_lines_streams_and_times(tmp_path):
+    path = str(tmp_path / "local-logs" / "container.log")
+    log = logger.new_logger("local", path, {}, INFO)
+    log.log(line(b"out", timestamp=T0))
+    log.log(line(b"cut", "stderr", partial=True, timestamp=T0 + 1))
+    log.close()
+    assert [(e.line, e.stream, e.timestamp, e.time) for e in logger.read_log(path, 5, log_format="local")] == [
+        (b"out\n", "stdout", T0, "2015-09-10T10:00:00.123456789Z"),
+        (b"cut", "stderr", T0 + 1, "2015-09-10T10:00:00.12345679Z")]
+
+
+def test_local_log_rotates_compressed_by_default(tmp_path):
+    path = str(tmp_path / "local-logs" / "container.log")
+    log = logger.new_logger("local", path, {"max-size": "1k", "max-file": "3"}, INFO)
+    for index in range(100):
+        log.log(line(b"line %03d" % index + b"." * 40, timestamp=T0 + index))
+    log.close()
+    assert sorted(os.listdir(os.path.dirname(path))) == ["container.log", "container.log.1.gz",
+                                                         "container.log.2.gz"]
+    lines = [e.line[:8] for e in logger.read_log(path, 3, log_format="local")]
+    assert lines[-1] == b"line 099" and lines == sorted(lines) and 20 < len(lines) < 100
+
+
+def test_local_split_records_stops_at_a_torn_record():
+    data = local.frame(line(b"whole")) + local.frame(line(b"torn"))[:-3]
+    entries, consumed = local.LocalLogger.split_records(data)
+    assert [e.line for e in entries] == [b"whole\n"] and consumed == len(local.frame(line(b"whole")))
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"labels": "a"}, "unknown log opt 'labels' for log driver local"),
+    ({"max-file": "1"}, "compression cannot be enabled when max file count is 1"),
+    ({"max-file": "x"}, 'invalid value for max-file: x: strconv.Atoi: parsing "x": invalid syntax'),
+    ({"max-size": "big"}, "invalid value for max-size: big: invalid size: 'big'"),
+])
+def test_local_driver_options_are_checked(opts, message):
+    with pytest.raises(LogDriverError) as caught:
+        logger.validate_log_opts("local", opts)
+    assert message in str(caught.value)
+    logger.validate_log_opts("local", {"max-file": "1", "compress": "false", "max-size": "10m"})

@@ -8,6 +8,7 @@ lines that keep flowing while the daemon is down.
 The daemon of this module runs with PYDOCKERD_TEST_JOURNAL_SOCKET set, so its journald driver
 talks to the test's journal socket instead of /run/systemd/journal/socket.
 """
+import os
 import socket
 import time
 
@@ -17,7 +18,7 @@ from conftest import DaemonProcess, new_daemon_dir
 from containers_support import (busybox_archive, err, inspect, load_image, logs_of, out,  # noqa: F401
                                 no_containers_left, retire_daemon, run, run_detached,
                                 start_busybox_daemon, wait_until_exited)
-from drivers import journald
+from drivers import journald, local
 from logreceivers import (GelfUDP, JournalSocket, StreamReceiver, forward,  # noqa: F401
                           forward_events, free_port, gelf_tcp_messages, gelf_udp, rsyslog,
                           wait_for)
@@ -154,6 +155,20 @@ def test_fluentd_events_from_docker_run(daemon, forward):
     assert record == {"container_id": facts["id"], "container_name": "/fluenty",
                       "source": "stdout", "log": "to-stdout"}
     assert records["stderr"][2]["log"] == "to-stderr"
+
+
+def test_local_driver_keeps_its_own_file_and_docker_logs_reads_it(daemon):
+    cid = run_detached(daemon, "--name", "localy", "--log-driver", "local", "--log-opt", "max-file=2",
+                       "busybox", "sh", "-c", "echo first; echo oops >&2; sleep 1; echo last")
+    follower = daemon.docker("logs", "-f", "localy", timeout=30)
+    assert (follower.stdout, follower.stderr) == (b"first\nlast\n", b"oops\n")
+    path = os.path.join(daemon.root, "containers", cid, local.PATH)
+    with open(path, "rb") as log_file:
+        entries, consumed = local.LocalLogger.split_records(log_file.read())
+    assert [(e.line, e.stream) for e in entries] == [(b"first\n", "stdout"), (b"oops\n", "stderr"),
+                                                     (b"last\n", "stdout")]
+    assert consumed == os.path.getsize(path)
+    assert daemon.docker("logs", "--tail", "1", "localy").stdout == b"last\n"
 
 
 # -- start-up connections -------------------------------------------------------------------------------

@@ -1421,9 +1421,8 @@ def merge_log_config(daemon_config, log_config):
     options = dict(log_config.get("Config") or {})
     if log_config["Type"] == daemon_config.log_driver:
         options = dict(daemon_config.log_opts, **options)
-    for key in logger.BUILTIN_OPTIONS:  # cache.MergeDefaultLogConfig: cache-* for any driver
-        if key.startswith("cache-") and key in daemon_config.log_opts:
-            options.setdefault(key, daemon_config.log_opts[key])
+    for key in logger.CACHE_OPTIONS & set(daemon_config.log_opts):  # cache.MergeDefaultLogConfig
+        options.setdefault(key, daemon_config.log_opts[key])
     log_config["Config"] = options
     return log_config
 

@@ -470,9 +470,10 @@ CACHE_FILE = "container-cached.log"
 CACHE_MAX_SIZE = 20 * 1024 * 1024
 CACHE_MAX_FILE = 5
 
-# Keys taken out before a driver's own check (logger.builtInLogOpts and the cache's).
-BUILTIN_OPTIONS = {"mode", "max-buffer-size", "cache-disabled", "cache-max-size",
-                   "cache-max-file", "cache-compress"}
+# Keys taken out before a driver's own check (logger.builtInLogOpts and the cache's). The
+# cache's also pass from the daemon's --log-opt to a container of any driver.
+CACHE_OPTIONS = {"cache-disabled", "cache-max-size", "cache-max-file", "cache-compress"}
+BUILTIN_OPTIONS = {"mode", "max-buffer-size"} | CACHE_OPTIONS
 
 # How long a finished container's monitor lets a remote driver deliver what is queued.
 CLOSE_TIMEOUT = 2.0

@@ -1580,6 +1580,8 @@ def merge_log_config(daemon_config, log_config):
     options = dict(log_config.get("Config") or {})
     if log_config["Type"] == daemon_config.log_driver:
         options = dict(daemon_config.log_opts, **options)
+    for key in logger.CACHE_OPTIONS & set(daemon_config.log_opts):  # cache.MergeDefaultLogConfig
+        options.setdefault(key, daemon_config.log_opts[key])
     log_config["Config"] = options
     return log_config
 
@@ -1801,9 +1803,11 @@ def spawn_container_monitor(daemon, container, rootfs):
     os.makedirs(state_dir, 0o700)
     if daemon.device_cgroup:
         daemon.device_cgroup.create(container.id, bool(container.host_config.get("Privileged")))
+    local_log = container_log(container)
     monitor = daemon.fork_server.spawn_monitor(
         state_dir, start_command(daemon, container, rootfs, sandbox), log_driver=log_config["Type"],
-        log_opts=log_config.get("Config") or {}, log_path=container.log_path, start=False)
+        log_opts=log_config.get("Config") or {}, log_path=local_log.path if local_log else "",
+        log_info=container_log_info(container), start=False)
     try:
         join_device_cgroup(daemon, container.id, monitor)
         daemon.netcontroller.join(container, monitor)
@@ -1811,6 +1815,15 @@ def spawn_container_monitor(daemon, container, rootfs):
         kill_at_gate(monitor)
         raise
     return monitor
+
+
+def container_log_info(container):
+    """logger.Info: what the log driver may tell of the container (tags, GELF fields...)."""
+    return logger.LogInfo(
+        container_id=container.id, container_name=container.name, entrypoint=container.path,
+        args=container.args, image_id=container.image_id,
+        image_name=container.config.get("Image") or "", created=container.created,
+        env=container.config.get("Env") or [], labels=container.config.get("Labels") or {})
 
 
 def join_device_cgroup(daemon, container_id, monitor):
@@ -3571,7 +3584,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
                          parse_detach_keys(self.query_value("detachKeys")), self.hijack)
 
     def get_container_logs(self, name):
-        """`docker logs`: the json-file log, framed like attach; with follow, until it stops."""
+        """`docker logs`: the container's log, framed like attach; with follow, until it stops."""
         streams = {"stdout": self.query_bool("stdout"), "stderr": self.query_bool("stderr")}
         frames = container_logs(self.container(name), streams, self.query_value("tail", "all"),
                                 self.query_time("since"), self.query_time("until"),
@@ -3788,12 +3801,12 @@ def connect_to_monitor(container, options):
 def container_logs(container, streams, tail, since, until, timestamps, follow, cancelled):
     """daemon.ContainerLogs (`docker logs`): the frames to send, after checking the request.
 
-    The json-file log, framed like attach (raw with a tty, stdcopy otherwise); with `follow`,
+    The json-file or local log, or a remote driver's cache, framed like attach (raw with a tty, stdcopy otherwise); with `follow`,
     new lines until the container stops or cancelled() says the client left.
     """
     if not any(streams.values()):
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
-    if container.host_config["LogConfig"]["Type"] == "none":
+    if container_log(container) is None:
         raise errdefs.NotImplemented('configured logging driver does not support reading')
     try:
         tail = -1 if tail in ("all", "") else int(tail)
@@ -3810,11 +3823,21 @@ def container_logs(container, streams, tail, since, until, timestamps, follow, c
     return frames()
 
 
+def container_log(container):
+    """Where `docker logs` reads (a logger.LocalLog): the json-file or local log, or a remote
+    driver's cache (dual logging); None when the driver keeps nothing readable."""
+    config = container.host_config["LogConfig"]
+    return logger.readable_log(config["Type"], config.get("Config") or {}, container.log_path,
+                               container.root)
+
+
 def read_container_log(container, streams, since=None, until=None, tail=-1):
-    """The container's json-file log records of the wanted streams, oldest first."""
-    opts = (container.host_config.get("LogConfig") or {}).get("Config") or {}
-    entries = logger.read_json_log(container.log_path, int(opts.get("max-file", "1")),
-                                   since=since, until=until, tail=tail)
+    """The container's log records of the wanted streams, oldest first."""
+    local_log = container_log(container)
+    if local_log is None:
+        return []
+    entries = logger.read_log(local_log.path, local_log.max_file, since=since, until=until,
+                              tail=tail, log_format=local_log.format)
     return [entry for entry in entries if streams.get(entry.stream)]
 
 
@@ -3842,11 +3865,13 @@ class LogFollower(object):
         self.until = int(until * 1e9) if until else None
         self.tail = tail
         self.last = 0
+        self.log = container_log(container)
+        self.split_records = logger.driver_class(self.log.format).split_records
         self.inode, self.offset = self._position()
 
     def _position(self):
         try:
-            info = os.stat(self.container.log_path)
+            info = os.stat(self.log.path)
             return info.st_ino, info.st_size
         except OSError:
             return None, 0
@@ -3875,14 +3900,13 @@ class LogFollower(object):
             self.inode, self.offset = inode, 0
         if inode is None or size == self.offset:
             return []
-        with open(self.container.log_path, "rb") as log_file:
+        with open(self.log.path, "rb") as log_file:
             log_file.seek(self.offset)
             data = log_file.read(size - self.offset)
-        complete = data[:data.rfind(b"\n") + 1]
-        self.offset += len(complete)
+        entries, consumed = self.split_records(data)
+        self.offset += consumed
         records = []
-        for raw in complete.splitlines():
-            entry = logger.decode_record(raw)
+        for entry in entries:
             if entry is None or entry.timestamp <= self.last or not self.streams.get(entry.stream):
                 continue
             if self.since is not None and entry.timestamp < self.since:
@@ -3906,7 +3930,8 @@ def inspect_container(daemon, container, size=False):
         "ResolvConfPath": os.path.join(container.root, "resolv.conf"),
         "HostnamePath": os.path.join(container.root, "hostname"),
         "HostsPath": os.path.join(container.root, "hosts"),
-        "LogPath": container.log_path, "Name": container.name,
+        "LogPath": container.log_path if container.host_config["LogConfig"]["Type"] == "json-file"
+        else "", "Name": container.name,
         "RestartCount": container.restart_count, "Driver": container.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": daemon.execs.listed(container) or None,
@@ -4262,7 +4287,7 @@ def system_info(daemon, server):
         "Driver": daemon.driver.name,
         "DriverStatus": daemon.driver.status(),
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                    "Log": sorted(logger.LOG_OPTIONS)},
+                    "Log": sorted(logger.DRIVERS)},
         "MemoryLimit": sysinfo.memory,
         "SwapLimit": sysinfo.swap,
         "KernelMemory": False,

@@ -5,7 +5,9 @@ containers died with the daemon. pydockerd gives each container, and each `docke
 small monitor process instead (design.md section 3):
 
   * it starts the process through the exec driver and owns its stdio (pipes, or the pty);
-  * it copies stdout/stderr into the log driver (drivers/logger.py) line by line;
+  * it copies stdout/stderr into the log driver (drivers/logger.py) line by line; a remote
+    driver that falls behind in blocking mode makes it stop reading the output (the
+    container then blocks on its pipe) without stopping anything else it serves;
   * it serves attach on a unix socket: output to every attached client, stdin from them,
     pty resizes, signals, "wait for the exit";
   * it reaps the process (and any orphan: it is a child subreaper) and records the exit
@@ -85,6 +87,9 @@ MAX_CLIENT_BACKLOG = 1 << 20
 # pipes when there is no pid namespace) before the monitor gives up on it.
 DRAIN_TIMEOUT = 2.0
 
+# While a remote log driver is behind, how often the loop looks whether it caught up.
+LOG_BACKLOG_POLL = 0.02
+
 # How long a client waits for the monitor to answer a spawn or a request.
 REQUEST_TIMEOUT = 30.0
 
@@ -144,19 +149,20 @@ class ForkServer(object):
         self.pid, self._sock = _launch_fork_server()
 
     def spawn_monitor(self, state_dir, command, log_driver="json-file", log_opts=None,
-                      log_path="", log_attrs=None, start=True):
+                      log_path="", log_info=None, start=True):
         """Start a container: a monitor for it, its init set up and (if start) running.
 
         command is an execdriver.Command. With start=False the init waits before execve
         until Monitor.start(), so that attach streams can be connected first (docker run
-        attaches, then starts). Returns a Monitor; raises ExecdriverError with Docker's
-        message and exit code when the container cannot start, LogDriverError for bad
-        log options.
+        attaches, then starts). log_path is the driver's local file (json-file's log or a
+        remote driver's cache), log_info a logger.LogInfo. Returns a Monitor; raises
+        ExecdriverError with Docker's message and exit code when the container cannot
+        start, LogDriverError when its log driver cannot be set up.
         """
         return self._spawn({"kind": "run", "state_dir": state_dir, "start": start,
                             "command": command.to_dict(), "log_driver": log_driver,
                             "log_opts": log_opts or {}, "log_path": log_path,
-                            "log_attrs": log_attrs or {}})
+                            "log_info": (log_info or logger.LogInfo()).to_dict()})
 
     def spawn_exec_monitor(self, state_dir, command, process, container_pid, start=True):
         """Start a `docker exec` process (an execdriver.ProcessConfig) in the running
@@ -164,7 +170,7 @@ class ForkServer(object):
         return self._spawn({"kind": "exec", "state_dir": state_dir, "start": start,
                             "command": command.to_dict(), "process": process.to_dict(),
                             "container_pid": container_pid, "log_driver": "none",
-                            "log_opts": {}, "log_path": "", "log_attrs": {}})
+                            "log_opts": {}, "log_path": "", "log_info": {}})
 
     def _spawn(self, request):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -483,10 +489,10 @@ def _prepare_monitor_process(state_dir):
 def _start(request, connection):
     """Create the process and answer the spawn; the running _Monitor, or None if it failed."""
     try:
-        log = logger.new_logger(request["log_driver"], request["log_path"],
-                                request["log_opts"], request["log_attrs"])
+        log = logger.new_logger(request["log_driver"], request["log_path"], request["log_opts"],
+                                logger.LogInfo.from_dict(request["log_info"]))
     except (logger.LogDriverError, OSError) as err:
-        connection.sendall(_encode({"log_error": str(err)}))
+        connection.sendall(_encode({"log_error": "failed to initialize logging driver: %s" % err}))
         _remove_runtime_files()
         return None
     command = execdriver.Command.from_dict(request["command"])
@@ -674,6 +680,9 @@ class _Monitor(object):
             if self.drain_deadline is not None:
                 timeout = max(0.0, self.drain_deadline - time.monotonic())
             self._pause_output_for_slow_clients()
+            if self.output_paused and self.log.backlogged():
+                # The driver's thread gives no signal when it catches up: look again soon.
+                timeout = min(timeout, LOG_BACKLOG_POLL) if timeout is not None else LOG_BACKLOG_POLL
             for key, events in self.selector.select(timeout):
                 key.data(key, events)
         self._finish()
@@ -684,12 +693,12 @@ class _Monitor(object):
         return not self.copiers or time.monotonic() >= self.drain_deadline
 
     def _finish(self):
-        """Close the published ports, record the exit, answer the waiters, flush and close
-        the clients, and go."""
+        """Close the published ports, record the exit, answer the waiters, flush and close the
+        clients, and go: a remote log driver gets its last lines out after that (for
+        logger.CLOSE_TIMEOUT at most), so a stalled destination never delays the exit's news."""
         self._stop_proxies()
         for fd in list(self.copiers):
             self._close_output(fd)
-        self.log.close()
         self.state.update(status="exited", exit_code=_exit_code(self.exit_status),
                           finished_at=logger.format_time(time.time_ns()))
         _write_state(self.state, durable=True)
@@ -700,6 +709,7 @@ class _Monitor(object):
             client.backlog += _encode(self.state)
         for client in self.clients + self.waiters:
             _flush_and_close(client)
+        self.log.close()
 
     # -- output -------------------------------------------------------------------------------
 
@@ -747,7 +757,9 @@ class _Monitor(object):
                 self._update_client(client)
 
     def _pause_output_for_slow_clients(self):
-        slow = any(len(c.backlog) > MAX_CLIENT_BACKLOG for c in self.clients)
+        """Stop reading the container's output while an attached client or the log driver
+        (blocking mode) cannot keep up."""
+        slow = self.log.backlogged() or any(len(c.backlog) > MAX_CLIENT_BACKLOG for c in self.clients)
         if slow == self.output_paused:
             return
         for fd in self.copiers:

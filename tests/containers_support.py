@@ -72,8 +72,9 @@ def load_image(daemon, archive):
     daemon.docker("load", "-i", archive)
 
 
-def start_busybox_daemon(archive):
-    daemon = DaemonProcess(new_daemon_dir(), ["-b", "none"])
+def start_busybox_daemon(archive, *flags, env=None):
+    """A pydockerd (-b none, then flags; env as DaemonProcess takes it) with busybox loaded."""
+    daemon = DaemonProcess(new_daemon_dir(), ["-b", "none"] + list(flags), env=env)
     try:
         daemon.start()
         load_image(daemon, archive)

@@ -210,9 +210,9 @@ def test_unknown_driver_is_refused():
         logger.validate_log_opts("syslogx", {})
 
 
-def test_none_driver_takes_no_options():
-    with pytest.raises(LogDriverError, match="unknown log opt 'max-size' for none log driver"):
-        logger.validate_log_opts("none", {"max-size": "1m"})
+def test_none_driver_ignores_its_options_like_dockerd():
+    # logger.ValidateLogOpts returns before any check when the driver is `none`.
+    logger.validate_log_opts("none", {"max-size": "1m", "mode": "bogus"})
 
 
 # --- reading back ----------------------------------------------------------------------------
@@ -228,31 +228,31 @@ def written_log(tmp_path, lines, opts=None):
 
 
 def test_reader_returns_lines_streams_and_times(tmp_path):
-    entries = logger.read_json_log(written_log(tmp_path, [b"a", b"b"]))
+    entries = logger.read_log(written_log(tmp_path, [b"a", b"b"]))
     assert [(e.line, e.stream, e.timestamp) for e in entries] == [
         (b"a\n", "stdout", T0), (b"b\n", "stderr", T0 + 10 ** 9)]
 
 
 def test_reader_tail_keeps_the_last_records(tmp_path):
     path = written_log(tmp_path, [b"a", b"b", b"c"])
-    assert [e.line for e in logger.read_json_log(path, tail=2)] == [b"b\n", b"c\n"]
-    assert logger.read_json_log(path, tail=0) == []
+    assert [e.line for e in logger.read_log(path, tail=2)] == [b"b\n", b"c\n"]
+    assert logger.read_log(path, tail=0) == []
 
 
 def test_reader_since_and_until_filter_by_time(tmp_path):
     path = written_log(tmp_path, [b"a", b"b", b"c"])
-    entries = logger.read_json_log(path, since=T0 + 1, until=T0 + 10 ** 9)
+    entries = logger.read_log(path, since=T0 + 1, until=T0 + 10 ** 9)
     assert [e.line for e in entries] == [b"b\n"]
 
 
 def test_reader_follows_rotation_oldest_first(tmp_path):
     size = len(record(b"a", timestamp=T0))
     path = written_log(tmp_path, [b"a", b"b", b"c"], {"max-size": str(size), "max-file": "3"})
-    assert [e.line for e in logger.read_json_log(path, max_file=3)] == [b"a\n", b"b\n", b"c\n"]
+    assert [e.line for e in logger.read_log(path, max_file=3)] == [b"a\n", b"b\n", b"c\n"]
 
 
 def test_reader_skips_a_torn_last_record(tmp_path):
     path = written_log(tmp_path, [b"a"])
     with open(path, "ab") as f:
         f.write(b'{"log":"b')
-    assert [e.line for e in logger.read_json_log(path)] == [b"a\n"]
+    assert [e.line for e in logger.read_log(path)] == [b"a\n"]

@@ -49,8 +49,9 @@ import traceback
 import urllib.parse
 
 from drivers import (cgroups, distribution, errdefs, execdriver, graph as graph_store, graphdriver,
-                     ioutils, iptables, linux, links, logger, monitor as monitor_module, netlink,
-                     network as libnetwork, portmapper, reference, registry, resolver, tags, trust)
+                     ioutils, iptables, jsontypes, linux, links, logger, monitor as monitor_module,
+                     netlink, network as libnetwork, portmapper, reference, registry, resolver, tags,
+                     trust)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -3645,6 +3646,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if not isinstance(body, dict):
             raise InvalidParameter("network connect needs a JSON object naming the Container")
+        jsontypes.check(body, libnetwork.NETWORK_CONNECT, "NetworkConnect")
         connect_network(self.daemon, name, body.get("Container") or "", body.get("EndpointConfig"))
         self.send_no_content(200)
 
@@ -3652,6 +3654,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if not isinstance(body, dict):
             raise InvalidParameter("network disconnect needs a JSON object naming the Container")
+        jsontypes.check(body, libnetwork.NETWORK_DISCONNECT, "NetworkDisconnect")
         disconnect_network(self.daemon, name, body.get("Container") or "", bool(body.get("Force")))
         self.send_no_content(200)
 

@@ -11,9 +11,9 @@ of its own and isolated from the others. A container has one endpoint per networ
     start    allocate(): addresses (IPAM), host ports, /etc/hosts, /etc/resolv.conf, /etc/hostname,
              the --link variables; then the container's first process is made in a new network
              namespace and held before execve while
-             join(): a veth per endpoint moves into that namespace (drivers/bridge.py), the
-             iptables rules for its published ports and links go in, the userland proxy starts
-             in the container's monitor, the embedded DNS server opens its sockets there
+             join(): a veth pair per endpoint, its container end born in that namespace
+             (drivers/bridge.py), the iptables rules for its published ports and links, the
+             userland proxy in the container's monitor, the embedded DNS server's sockets
     exit     release(): everything join and allocate took, given back
     restart  restore(): the daemon came back while the container ran on: its addresses and ports
              are reserved again and its rules re-checked (inserted only where missing)
@@ -26,7 +26,6 @@ bridge, names resolve only through --link entries in /etc/hosts, as in Docker 1.
 """
 import collections
 import datetime
-import errno
 import ipaddress
 import itertools
 import json
@@ -36,7 +35,8 @@ import re
 import socket
 import threading
 
-from drivers import bridge, errdefs, ioutils, ipam, iptables, links, netlink, portmapper, sandbox
+from drivers import (bridge, errdefs, ioutils, ipam, iptables, jsontypes, links, netlink, portmapper,
+                     sandbox)
 
 log = logging.getLogger("pydockerd")
 
@@ -57,6 +57,29 @@ BRIDGE_OPTIONS = (BRIDGE_NAME_OPTION, MTU_OPTION, ICC_OPTION, MASQ_OPTION, HOST_
 VALID_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # How often an ephemeral host port is tried again when another program holds it.
 EPHEMERAL_TRIES = 10
+
+# The request bodies' types (drivers/jsontypes.py), as dockerd's structs declare them.
+ENDPOINT_SETTINGS = {"IPAMConfig": {"IPv4Address": "string", "IPv6Address": "string",
+                                    "LinkLocalIPs": "[]string"},
+                     "Links": "[]string", "Aliases": "[]string", "MacAddress": "string",
+                     "DriverOpts": "map[string]string", "NetworkID": "string", "EndpointID": "string"}
+NETWORK_CREATE = {"Name": "string", "CheckDuplicate": "bool", "Driver": "string", "Scope": "string",
+                  "EnableIPv6": "bool", "Internal": "bool", "Attachable": "bool", "Ingress": "bool",
+                  "ConfigOnly": "bool", "ConfigFrom": {"Network": "string"},
+                  "Options": "map[string]string", "Labels": "map[string]string",
+                  "IPAM": {"Driver": "string", "Options": "map[string]string",
+                           "Config": [{"Subnet": "string", "IPRange": "string", "Gateway": "string",
+                                       "AuxiliaryAddresses": "map[string]string"}]}}
+NETWORK_CONNECT = {"Container": "string", "EndpointConfig": ENDPOINT_SETTINGS}
+NETWORK_DISCONNECT = {"Container": "string", "Force": "bool"}
+CONTAINER_NETWORKING = {
+    "Config": {"MacAddress": "string", "ExposedPorts": {"*": {}}},
+    "HostConfig": {"NetworkMode": "string", "PublishAllPorts": "bool", "Links": "[]string",
+                   "Dns": "[]string", "DnsSearch": "[]string", "DnsOptions": "[]string",
+                   "ExtraHosts": "[]string",
+                   "PortBindings": {"*": [{"HostIp": "string", "HostPort": "string"}]}},
+    "NetworkingConfig": {"EndpointsConfig": {"*": ENDPOINT_SETTINGS}},
+}
 
 
 def now_rfc3339():
@@ -401,6 +424,7 @@ class Controller(object):
 
     def create_network(self, request):
         """NetworkCreate: a user-defined bridge network on a Linux bridge of its own."""
+        jsontypes.check(request, NETWORK_CREATE, "NetworkCreateRequest")
         name = request.get("Name") or ""
         self._check_create_request(name, request)
         with self.lock:
@@ -578,6 +602,8 @@ class Controller(object):
         The networks the container will join are recorded (with what the request asked of
         each: --ip, --network-alias, --mac-address); addresses come at start.
         """
+        jsontypes.check({"Config": config, "HostConfig": host_config,
+                         "NetworkingConfig": networking_config}, CONTAINER_NETWORKING, "ContainerCreate")
         mode = host_config.get("NetworkMode") or "default"
         requested = (networking_config or {}).get("EndpointsConfig") or {}
         if len(requested) > 1:
@@ -871,7 +897,7 @@ class Controller(object):
                 bridge.add_ipv6(netns, ifname, endpoint.address6, network.pool6.prefix_length, gateway6)
         except OSError as err:
             raise errdefs.System("failed to create endpoint %s on network %s: %s"
-                                 % (endpoint.container_name, network.name, err)) from None
+                                 % (endpoint.container_name, network.name, err.strerror or err)) from None
 
     def _start_dns(self, container, box):
         """User networks resolve names through 127.0.0.11 inside the container."""

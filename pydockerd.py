@@ -3180,11 +3180,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if not source:
             raise InvalidParameter("fromSrc or fromImage is required")
         ref = import_reference(self.query_value("repo"), self.query_value("tag"))
-        changes = [line for value in self.query.get("changes", []) for line in value.split("\n")
-                   if line.strip()]
+        changes = [line for value in self.query.get("changes", []) for line in value.split("\n")]
+        config = builder.build_from_config(graph_store.container_config_shape({}), changes)
         stream = self.body_reader if source == "-" else open_import_url(source)
         with self.progress_stream() as progress:
-            image_id = self.daemon.graph.import_image(stream, ref, changes,
+            image_id = self.daemon.graph.import_image(stream, ref, config,
                                                       self.query_value("message"))
             progress({"status": image_id})
 

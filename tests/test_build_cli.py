@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -221,6 +222,7 @@ def test_add_unpacks_a_local_tar_and_dates_a_download(daemon, tmp_path):
 
 
 def serve_file(data):
+    """A loopback HTTP server answering every GET with `data` and a Last-Modified date."""
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
@@ -235,6 +237,45 @@ def serve_file(data):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, server.server_address[1]
+
+
+def test_a_compressed_context_and_remote_contexts(daemon, tmp_path):
+    context = make_context(tmp_path, "FROM busybox\nCOPY f /f\n", f="compressed")
+    assert run_in(daemon, out(build(daemon, context, "-q", "--compress")), "cat", "/f") == "compressed"
+    tar = context_tar({"Dockerfile": "FROM busybox\nCOPY f /f\n", "f": "remote tar"})
+    for body, expected in ((tar, "remote tar"), (b"FROM busybox\nLABEL remote=dockerfile\n", None)):
+        server, port = serve_file(body)
+        try:
+            status, messages = api_build(daemon, b"", "&remote=http://127.0.0.1:%d/context" % port)
+        finally:
+            server.shutdown()
+        assert status == 200, messages
+        image = [message["aux"]["ID"] for message in messages if "aux" in message][-1]
+        if expected:
+            assert run_in(daemon, image, "cat", "/f") == expected
+        else:
+            assert image_inspect(daemon, image)["Config"]["Labels"] == {"remote": "dockerfile"}
+    status, answer = api_build(daemon, b"", "&remote=git://example.invalid/repo.git")
+    assert status == 400 and "git build contexts" in answer["message"]
+
+
+def test_docker_py_and_compose_build_and_tag(daemon, tmp_path):
+    docker_py = pytest.importorskip("docker")
+    context = make_context(tmp_path, "FROM busybox\nARG A\nRUN echo $A > /a\n")
+    client = docker_py.DockerClient(base_url=daemon.host)
+    image, messages = client.images.build(path=str(context), tag="sdk:1", buildargs={"A": "sdk"},
+                                          network_mode="none")
+    assert image.tags == ["sdk:1"] and {"aux": {"ID": image.id}} in list(messages)
+    assert run_in(daemon, "sdk:1", "cat", "/a") == "sdk"
+    if not shutil.which("docker-compose"):
+        return
+    with open(os.path.join(str(context), "docker-compose.yml"), "w") as compose:
+        compose.write('version: "3"\nservices:\n  app:\n    build:\n      context: .\n'
+                      '      network: none\n      args:\n        A: sdk\n    image: composed:1\n')
+    result = subprocess.run(["docker-compose", "build"], cwd=str(context), env=host_daemon_env(daemon),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert result.returncode == 0, err(result)
+    assert image_inspect(daemon, "composed:1")["Id"] == image.id  # every step came from the cache
 
 
 def test_escapes_out_of_the_context_and_the_image_are_refused(daemon, tmp_path):
@@ -285,6 +326,7 @@ def test_onbuild_triggers_fire_in_the_child_build(daemon, tmp_path):
 
 
 CONFIG_DOCKERFILE = """FROM busybox
+MAINTAINER someone <someone@example.com>
 ENV A=1 B="two words"
 LABEL version="1.0" maintainer.name=me
 EXPOSE 80 53/udp
@@ -304,6 +346,7 @@ def test_image_config_is_what_dockerds_legacy_builder_makes(daemon, tmp_path):
     """The expected values are dockerd 20.10's for this Dockerfile (legacy builder)."""
     build(daemon, make_context(tmp_path, CONFIG_DOCKERFILE), "-t", "config:1")
     config = image_inspect(daemon, "config:1")["Config"]
+    assert image_inspect(daemon, "config:1")["Author"] == "someone <someone@example.com>"
     assert config["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                              "A=1", "B=two words"]
     assert config["Labels"] == {"version": "1.0", "maintainer.name": "me"}
@@ -315,7 +358,7 @@ def test_image_config_is_what_dockerds_legacy_builder_makes(daemon, tmp_path):
     assert config["Entrypoint"] == ["/bin/sh", "-c"] and config["Cmd"] == ["/bin/sh", "-c", "echo hi"]
     assert config["Shell"] == ["/bin/sh", "-ec"] and config["OnBuild"] is None
     created_by = history(daemon, "config:1")
-    assert created_by[:12] == [
+    assert created_by[:13] == [
         "/bin/sh -ec #(nop)  SHELL [/bin/sh -ec]",
         '/bin/sh -c #(nop)  CMD ["/bin/sh" "-c" "echo hi"]',
         '/bin/sh -c #(nop)  ENTRYPOINT ["/bin/sh" "-c"]',
@@ -328,6 +371,7 @@ def test_image_config_is_what_dockerds_legacy_builder_makes(daemon, tmp_path):
         "/bin/sh -c #(nop)  EXPOSE 53/udp 80",
         "/bin/sh -c #(nop)  LABEL version=1.0 maintainer.name=me",
         "/bin/sh -c #(nop)  ENV A=1 B=two words",
+        "/bin/sh -c #(nop)  MAINTAINER someone <someone@example.com>",
     ]
     parent = daemon.request("GET", "/images/config:1/history").json()[1]["Id"]
     assert config["Image"] == parent  # dockerd records the step's parent here

@@ -16,7 +16,8 @@ This file reads top to bottom, in the order Docker 1.8.2's daemon does things:
 The lower layers live in drivers/, one module per Docker package: linux (the syscalls),
 trust (libtrust), graphdriver with vfs/overlay/aufs, archive, graph and tags (the image store),
 registry and distribution (pull and push), execdriver (the container process), monitor (the
-process that owns a running container) and logger (json-file logs).
+process that owns a running container), logger (json-file logs), and dockerfile, buildcontext,
+builder and commit (`docker build` and `docker commit`).
 """
 import argparse
 import base64

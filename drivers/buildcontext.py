@@ -208,7 +208,7 @@ def read_dockerfile(source, name):
         raise InvalidParameter("the Dockerfile (%s) is larger than %d bytes" % (name, MAX_DOCKERFILE))
     if not data:
         raise InvalidParameter("the Dockerfile (%s) cannot be empty" % name)
-    return data.decode("utf-8", "replace"), path
+    return data.decode("utf-8", "replace")
 
 
 def _is_file(source, path):

@@ -444,7 +444,6 @@ class State(object):
     def __init__(self, build_args):
         self.run_config = {}
         self.image_id = ""
-        self.started = False     # FROM has run (scratch included)
         self.maintainer = ""
         self.cmd_set = False
         self.stage_name = ""
@@ -453,7 +452,6 @@ class State(object):
     def begin(self, name, image):
         """beginStage: the image's config (copied), PATH defaulted, stdin closed."""
         self.stage_name = name
-        self.started = True
         self.image_id = image.id if image else ""
         self.run_config = copy.deepcopy(image.container_config or {}) if image else {}
         if "PATH" not in dockerfile.env_map(self.run_config.get("Env") or []):
@@ -593,7 +591,7 @@ class Builder(object):
         if context is None:
             return None, text
         self.sources.append(context)
-        text, _ = buildcontext.read_dockerfile(context, self.options.dockerfile)
+        text = buildcontext.read_dockerfile(context, self.options.dockerfile)
         buildcontext.apply_dockerignore(context)
         return context, text
 
@@ -604,21 +602,26 @@ class Builder(object):
             raise InvalidParameter("failed to parse %s: %s" % (self.options.dockerfile, err)) from None
         self.escape = result.escape
         stages, meta_args = dockerfile.parse_stages(result)
-        target = self._target(stages)
-        wanted = needed_stages(stages, target, self._meta_values(meta_args))
-        self._add_labels(stages[target])
+        wanted = []
+        if stages:
+            target = self._target(stages)
+            analysis = BuildArgs(self.options.build_args)
+            self._meta_args(meta_args, analysis)
+            meta_env = ["%s=%s" % item for item in analysis.all_meta().items()]
+            wanted = needed_stages(stages, target, meta_env)
+            self._add_labels(stages[target])
         for warning in result.warnings:
             self.out.stderr(warning + "\n")
         total = len(meta_args) + sum(1 + len(stages[index].commands) for index in wanted)
         step = Steps(self.out, total)
         build_args = BuildArgs(self.options.build_args)
-        self._dispatch_meta_args(step, meta_args, build_args)
+        self._meta_args(meta_args, build_args, step)
         state = None
         for index in wanted:
             state = self._build_stage(step, index, stages[index], context, build_args)
-        if build_args.unused():
-            self.out.stdout("[Warning] One or more build-args %s were not consumed\n"
-                            % go_list(build_args.unused()))
+        unused = build_args.unused()
+        if unused:
+            self.out.stdout("[Warning] One or more build-args %s were not consumed\n" % go_list(unused))
         if state is None or not state.image_id:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
         return state.image_id
@@ -638,21 +641,12 @@ class Builder(object):
             stage.commands.append(dockerfile.Command("label", code, 0, pairs=[(key, self.options.labels[key])],
                                                      no_expand=True))
 
-    def _meta_values(self, meta_args):
-        """The meta args' values, as FROM lines will see them (for the stage analysis)."""
-        args = BuildArgs(self.options.build_args)
-        lex = dockerfile.ShellLex(self.escape)
+    def _meta_args(self, meta_args, build_args, step=None):
+        """processMetaArg: the ARGs before the first FROM, as steps when `step` counts them
+        (once quietly before, so the stage analysis sees FROM lines as they will be)."""
         for command in meta_args:
-            for name, default in command.args:
-                env = ["%s=%s" % item for item in args.all_allowed().items()]
-                args.add(lex.process_word(name, env),
-                         None if default is None else lex.process_word(default, env))
-        return ["%s=%s" % item for item in args.all_allowed().items()]
-
-    def _dispatch_meta_args(self, step, meta_args, build_args):
-        """processMetaArg: ARGs before the first FROM."""
-        for command in meta_args:
-            step.announce(command)
+            if step is not None:
+                step.announce(command)
             env = ["%s=%s" % item for item in build_args.all_allowed().items()]
             for name, default in expand_command(command, env, self.escape).args:
                 build_args.add(name, default)
@@ -766,16 +760,12 @@ class Builder(object):
         return bool(cached)
 
     def commit(self, state, comment):
-        """commit: a config-only step, recorded as "#(nop) <comment>" with no layer."""
-        if not state.started:
-            raise BuildError("Please provide a source image with `from` prior to commit")
+        """commit: a config-only step, recorded as "#(nop) <comment>", with no layer."""
         config = state.config_with(Cmd=state.shell() + ["#(nop) ", comment])
-        if not self.probe(state, config):
-            self._new_image(state, config, commit.EMPTY_LAYER_DIFF_ID)
-
-    def _new_image(self, state, container_config, diff_id):
+        if self.probe(state, config):
+            return
         parent = self.graph.lookup(state.image_id) if state.image_id else None
-        raw = commit.child_image_config(parent, state.config_with(), container_config, diff_id,
+        raw = commit.child_image_config(parent, state.config_with(), config, commit.EMPTY_LAYER_DIFF_ID,
                                         author=state.maintainer, docker_version=self.graph.docker_version)
         state.image_id = self.graph.create_image(raw, state.image_id or None)
 
@@ -1318,7 +1308,6 @@ def build_from_config(config, changes):
     commands = [dockerfile.parse_command(node) for node in result.nodes]
     state = State(BuildArgs({}))
     state.run_config = config
-    state.started = True
     for command in commands:
         command = expand_command(command, state.env(), result.escape)
         DISPATCHERS[command.name](None, state, command, None, 0)

@@ -407,6 +407,7 @@ def test_a_failing_run_ends_the_build_with_its_exit_code(daemon, tmp_path):
     ({"Dockerfile": "FROM busybox\n"}, "&dockerfile=elsewhere", "Cannot locate specified Dockerfile: elsewhere"),
     (None, "", "unexpected EOF"),
     ({"Dockerfile": "ARG IMG\nFROM $IMG\n"}, "", "base name ($IMG) should not be blank"),
+    ({"Dockerfile": "ARG ONLY=1\n"}, "", "No image was generated. Is your Dockerfile empty?"),
     ({"Dockerfile": "FROM busybox\nRUN true\nCOPY nothere /x\n"}, "", "COPY failed: file not found"),
 ])
 def test_bad_input_leaves_nothing_behind(daemon, files, query, message):

@@ -22,6 +22,7 @@ import pytest
 from conftest import DOCKER
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
 from containers_support import err, host_daemon_env, out, wait_for
+from registry_fixtures import Registry
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds run containers: root needed")
 
@@ -90,7 +91,8 @@ def state_of(daemon):
     containers = daemon.request("GET", "/containers/json?all=1").json()
     images = daemon.request("GET", "/images/json?all=1").json()
     layers = os.listdir(os.path.join(daemon.root, "graph", "layerdb", "sha256"))
-    return (len(containers), sorted(image["Id"] for image in images), sorted(layers),
+    mounts = os.listdir(os.path.join(daemon.root, "graph", "layerdb", "mounts"))
+    return (len(containers) + len(mounts), sorted(image["Id"] for image in images), sorted(layers),
             sorted(os.listdir(os.path.join(daemon.root, "tmp"))))
 
 
@@ -175,6 +177,21 @@ def test_copy_from_an_image_and_by_stage_index(daemon, tmp_path):
                   'ENTRYPOINT ["/bin/busybox"]\n')
     image = out(build(daemon, make_context(tmp_path, dockerfile), "-q"))
     assert run_in(daemon, image, "cat", "/zero") == "zero"
+
+
+def test_from_pulls_a_missing_image_and_pull_asks_again(daemon, tmp_path):
+    server = Registry(str(tmp_path / "registry")).start()
+    try:
+        ref = "%s/pulled:1" % server.host
+        daemon.docker("tag", "busybox", ref)
+        daemon.docker("push", ref)
+        daemon.docker("rmi", ref)
+        context = make_context(tmp_path / "context", "FROM %s\nRUN true\n" % ref)
+        assert "Pulling from pulled" in out(build(daemon, context))
+        assert image_inspect(daemon, ref)["Id"] == image_inspect(daemon, "busybox")["Id"]
+        assert "Image is up to date for %s" % ref in out(build(daemon, context, "--pull"))
+    finally:
+        server.stop()
 
 
 # -- COPY, ADD and the context -----------------------------------------------------------------
@@ -377,6 +394,18 @@ def test_image_config_is_what_dockerds_legacy_builder_makes(daemon, tmp_path):
     assert config["Image"] == parent  # dockerd records the step's parent here
 
 
+def test_run_steps_get_the_builds_host_options(daemon, tmp_path):
+    context = make_context(tmp_path, "FROM --platform=linux/%s busybox\nRUN grep myhost /etc/hosts > /hosts "
+                           "&& df -k /dev/shm | tail -1 > /shm\n" % platform_arch())
+    image = out(build(daemon, context, "-q", "--add-host", "myhost:10.1.2.3", "--shm-size", "16m"))
+    assert run_in(daemon, image, "cat", "/hosts").split() == ["10.1.2.3", "myhost"]
+    assert run_in(daemon, image, "cat", "/shm").split()[1] == "16384"
+
+
+def platform_arch():
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
 def test_labels_from_the_command_line_are_steps_of_the_last_stage(daemon, tmp_path):
     image = out(build(daemon, make_context(tmp_path, "FROM busybox\n"), "-q", "--label", "b=2", "--label", "a=1"))
     assert image_inspect(daemon, image)["Config"]["Labels"] == {"a": "1", "b": "2"}
@@ -409,6 +438,10 @@ def test_a_failing_run_ends_the_build_with_its_exit_code(daemon, tmp_path):
     ({"Dockerfile": "ARG IMG\nFROM $IMG\n"}, "", "base name ($IMG) should not be blank"),
     ({"Dockerfile": "ARG ONLY=1\n"}, "", "No image was generated. Is your Dockerfile empty?"),
     ({"Dockerfile": "FROM busybox\nRUN true\nCOPY nothere /x\n"}, "", "COPY failed: file not found"),
+    ({"Dockerfile": "FROM busybox\nCOPY --chown=nosuchuser Dockerfile /x\n"}, "",
+     "unable to convert uid/gid chown string to host mapping: can't find uid for user nosuchuser: "
+     "no such user: nosuchuser"),
+    ({"Dockerfile": "FROM --platform=linux/s390x busybox\n"}, "", "cannot run on this"),
 ])
 def test_bad_input_leaves_nothing_behind(daemon, files, query, message):
     before = state_of(daemon)
@@ -417,7 +450,7 @@ def test_bad_input_leaves_nothing_behind(daemon, files, query, message):
     text = json.dumps(answer)
     assert message in (answer.get("message", "") if status != 200 else text), (status, answer)
     after = state_of(daemon)
-    assert after[0] == 0 and after[3] == [], "a container or a temporary directory was left"
+    assert after[0] == 0 and after[3] == [], "a container, a writable layer or a temporary directory was left"
     if "COPY failed" not in message:  # a step that succeeded before the failure keeps its image
         assert after == before
 

@@ -3105,7 +3105,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         build_cache = [record for _, record in build_cache_records(self.daemon)]
         self.send_json({"LayersSize": usage["LayersSize"], "Images": usage["Images"],
                         "Containers": [container_summary(self.daemon, c, True) for c in containers],
-                        "Volumes": [], "BuildCache": build_cache,
+                        "Volumes": [], "BuildCache": build_cache or None,
                         "BuilderSize": sum(record["Size"] for record in build_cache)})
 
     def get_events(self):

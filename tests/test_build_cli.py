@@ -114,6 +114,15 @@ def test_single_stage_build_runs_the_result(daemon, tmp_path):
     assert events.split()[:4] == ["create", "start", "die", "destroy"]
 
 
+def test_run_steps_ignore_the_entrypoint_and_use_user_workdir_and_shell(daemon, tmp_path):
+    dockerfile = ('FROM busybox\nENTRYPOINT ["false"]\nUSER nobody\nWORKDIR /tmp\n'
+                  'SHELL ["/bin/sh", "-ec"]\nRUN id -u > mine; pwd >> mine\n')
+    image = out(build(daemon, make_context(tmp_path, dockerfile), "-q"))
+    assert daemon.docker("run", "--rm", "--network", "none", "--entrypoint", "cat", image,
+                         "/tmp/mine").stdout.decode().split() == ["65534", "/tmp"]
+    assert history(daemon, image)[0] == "/bin/sh -ec id -u > mine; pwd >> mine"
+
+
 def test_the_stream_is_dockerds_json(daemon):
     status, messages = api_build(daemon, context_tar({"Dockerfile": "FROM busybox\nLABEL a=b\n"}), "&t=wire:1")
     assert status == 200
@@ -491,6 +500,7 @@ def test_system_df_reports_and_builder_prune_removes_a_stale_build_directory(dae
     assert pruned == {"CachesDeleted": ["docker-builder-stale"], "SpaceReclaimed": 1000}
     assert not os.path.exists(stale)
     assert "Total reclaimed space: 0B" in out(daemon.docker("builder", "prune", "-f"))
+    assert daemon.request("GET", "/system/df").json()["BuildCache"] is None  # as dockerd without any
 
 
 # -- commit, diff, export --------------------------------------------------------------------------

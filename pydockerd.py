@@ -16,7 +16,8 @@ This file reads top to bottom, in the order Docker 1.8.2's daemon does things:
 The lower layers live in drivers/, one module per Docker package: linux (the syscalls),
 trust (libtrust), graphdriver with vfs/overlay/aufs, archive, graph and tags (the image store),
 registry and distribution (pull and push), execdriver (the container process), monitor (the
-process that owns a running container) and logger (json-file logs).
+process that owns a running container), logger (json-file logs), and dockerfile, buildcontext,
+builder and commit (`docker build` and `docker commit`).
 """
 import argparse
 import base64
@@ -43,15 +44,16 @@ import sqlite3
 import ssl
 import stat
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import urllib.parse
 
-from drivers import (cgroups, distribution, errdefs, execdriver, graph as graph_store, graphdriver,
-                     ioutils, iptables, jsontypes, linux, links, logger, monitor as monitor_module,
-                     netlink, network as libnetwork, portmapper, reference, registry, resolver, tags,
-                     trust)
+from drivers import (archive, builder, cgroups, commit, distribution, errdefs, execdriver,
+                     graph as graph_store, graphdriver, ioutils, iptables, jsontypes, linux, links,
+                     logger, monitor as monitor_module, netlink, network as libnetwork, portmapper,
+                     reference, registry, resolver, tags, trust)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -459,6 +461,7 @@ class Daemon(object):
         self.linkgraph = None
         self.containers = None
         self.execs = ExecStore()
+        self.builds = set()        # the working directories of the builds running now
         self.fork_server = None
         self.sysinfo = None
         self.device_cgroup = None  # cgroups.DeviceCgroup; None on a cgroup v2-only host
@@ -1602,6 +1605,8 @@ def merge_image_config(config, image_config):
         if not merged.get("Cmd"):
             merged["Cmd"] = image_config.get("Cmd")
         merged["Entrypoint"] = image_config.get("Entrypoint")
+    if merged.get("Entrypoint") == [""]:
+        merged["Entrypoint"] = None  # `--entrypoint ""` (and a build's RUN): no entrypoint at all
     if not (merged.get("Entrypoint") or merged.get("Cmd")):
         raise InvalidParameter("No command specified")
     merged["Healthcheck"] = merge_healthcheck(merged.get("Healthcheck"),
@@ -2789,6 +2794,255 @@ def restart_after_boot(daemon, container):
 
 
 # ------------------------------------------------------------------------------------------
+# 4b. Images from containers: commit, diff, export, and the builder (POST /build)
+# ------------------------------------------------------------------------------------------
+
+def commit_container(daemon, name, config, changes, author="", comment="", repo="", tag="",
+                     pause=True):
+    """daemon.CreateImageFromContainer (`docker commit`): the container's changes as a new
+    layer on its image, with its config (or `config`) edited by `changes` (Dockerfile lines,
+    BuildFromConfig) and completed from the container's own; tagged `repo`:`tag` if given.
+
+    A running container is committed as it is: pausing it first needs the freezer, which
+    pydockerd does not drive yet, so `pause` (the default) is refused for a running one
+    rather than silently skipped.
+    """
+    container = daemon.containers.get(name)
+    if container.removing:
+        raise errdefs.Conflict("You cannot commit container %s which is being removed" % container.id)
+    if pause and container.running:
+        raise errdefs.NotImplemented("pausing a running container for commit is not supported by "
+                                     "pydockerd yet: commit it with --pause=false")
+    new_config = builder.build_from_config(config or container.config, changes)
+    new_config = merge_image_config(new_config, container.config)
+    image_id = commit.commit_layer(daemon.graph, container.id, container.image_id, new_config,
+                                   container.config, author=author, comment=comment,
+                                   container_id=container.id)
+    image_ref = daemon.graph.tag(image_id, repo, tag) if repo else ""
+    daemon.events.log("container", "commit", container.id, container.event_attributes(
+        comment=comment, imageID=image_id, imageRef=image_ref))
+    return image_id
+
+
+def container_changes(daemon, name):
+    """ContainerChanges (`docker diff`): what the container added (1), changed (0) and
+    deleted (2) on top of its image; null when nothing, as dockerd sends it."""
+    container = daemon.containers.get(name)
+    changes = daemon.graph.rw_layer_changes(container.id)
+    return [{"Path": change.path, "Kind": change.kind} for change in changes] or None
+
+
+def export_container(daemon, name, out):
+    """ContainerExport (`docker export`): the container's whole root, its image's layers
+    and its own changes merged, as one uncompressed tar written to `out`."""
+    container = daemon.containers.get(name)
+    root = daemon.graph.mount_rw_layer(container.id)
+    try:
+        archive.write_tar(root, out)
+    finally:
+        daemon.graph.unmount_rw_layer(container.id)
+    daemon.events.log("container", "export", container.id, container.event_attributes())
+
+
+# HostConfig limits a build may ask for its RUN steps that this daemon cannot enforce yet:
+# refused before the build starts, never dropped.
+UNENFORCED_BUILD_LIMITS = ("Memory", "MemorySwap", "CpuShares", "CpuPeriod", "CpuQuota", "CpusetCpus",
+                           "CpusetMems", "CgroupParent", "Ulimits")
+BUILD_DIR_PREFIX = "docker-builder"
+
+
+def build_image(daemon, options, body, auth_configs, send, client_gone):
+    """The build backend (api/server/backend/build): run the legacy builder on this daemon's
+    containers and images, writing its messages through `send`.
+
+    With -q (options.quiet) the transcript is held back: on success the client gets only the
+    image ID, on failure the transcript and then the error. Each build works in a directory
+    of its own under <root>/tmp (the unpacked context, downloads), removed when it ends;
+    while it exists it is the build cache `docker system df` reports. A client that goes away
+    cancels the build: the running step's container is killed and removed.
+    """
+    for key in UNENFORCED_BUILD_LIMITS:
+        if options.resources.get(key):
+            raise InvalidParameter("%s for RUN steps is not supported by pydockerd yet" % key)
+    client = BuildClient(send, client_gone)
+    transcript = []
+    output = builder.Output(transcript.append if options.quiet else client.send)
+    work_dir = tempfile.mkdtemp(prefix=BUILD_DIR_PREFIX, dir=tempfile.gettempdir())
+    daemon.builds.add(work_dir)
+    try:
+        image_id = builder.Builder(options, BuildBackend(daemon, auth_configs), daemon.graph, work_dir,
+                                   output, client.cancelled).build(body)
+    except BaseException:
+        for message in transcript:
+            client.send(message)
+        raise
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        daemon.builds.discard(work_dir)
+    if options.quiet:
+        client.send({"stream": image_id + "\n"})
+
+
+class BuildClient(object):
+    """The client end of a build: a write that fails means the client has gone, which
+    cancels the build instead of failing it half way through a step."""
+
+    def __init__(self, send, client_gone):
+        self._send = send
+        self._client_gone = client_gone
+        self.gone = False
+
+    def send(self, message):
+        if self.gone:
+            return
+        try:
+            self._send(message)
+        except OSError:
+            self.gone = True
+
+    def cancelled(self):
+        self.gone = self.gone or self._client_gone()
+        return self.gone
+
+
+class BuildBackend(object):
+    """What the builder may ask of the daemon (builder.Backend): containers made, run and
+    removed by the operations `docker run` uses, and images pulled as `docker pull` does."""
+
+    def __init__(self, daemon, auth_configs):
+        self.daemon = daemon
+        self.auth_configs = auth_configs
+
+    def create_container(self, config, host_config):
+        container, warnings = create_container(self.daemon, config, host_config, None, None)
+        return container.id, warnings
+
+    def run_container(self, container_id, stdout, stderr, cancelled):
+        return run_attached(self.daemon, self.daemon.containers.get(container_id),
+                            {1: stdout, 2: stderr}, cancelled)
+
+    def remove_container(self, container_id):
+        remove_container(self.daemon, self.daemon.containers.get(container_id), force=True)
+
+    def pull_image(self, name, platform, progress):
+        """pullForBuilder: `name` (tag `latest` by default) with the credentials the client
+        gave for its registry in X-Registry-Config."""
+        ref = reference.parse_normalized_named(name).with_default_tag()
+        auth = next((config for server, config in self.auth_configs.items()
+                     if registry.normalize_index_name(registry.convert_to_hostname(server))
+                     == ref.domain), {})
+        distribution.pull(self.daemon.distribution, ref, auth, platform, progress)
+        return self.daemon.graph.lookup(str(ref))
+
+
+def run_attached(daemon, container, streams, cancelled):
+    """containerManager.Run: start the container with its output attached from the first
+    byte (attach, then start, as `docker run` does), hand each chunk to `streams[1]`
+    (stdout) or `streams[2]` (stderr), and return the exit code once it has stopped.
+    `cancelled()` is asked every half second; when it says yes the container is killed and
+    BuildCancelled raised."""
+    failure = []
+
+    def start():
+        try:
+            start_container(daemon, container)
+        except errdefs.DockerError as err:
+            failure.append(err)
+
+    with container.cond:
+        container.pending_attaches += 1
+    starter = threading.Thread(target=start, name="build start " + container.id[:12], daemon=True)
+    starter.start()
+    upstream = None
+    try:
+        with container.cond:
+            while container.monitor is None and starter.is_alive():
+                container.cond.wait(0.1)
+            if container.monitor is not None:
+                upstream = container.monitor.attach(stdout=True, stderr=True)
+    finally:
+        with container.cond:
+            container.pending_attaches -= 1
+            container.cond.notify_all()
+        starter.join()
+    if failure:
+        if upstream is not None:
+            upstream.close()
+        raise failure[0]
+    killed = copy_attached_output(daemon, container, upstream, streams, cancelled)
+    wait_stopped(container, None)
+    if killed:
+        raise builder.BuildCancelled("Build cancelled")
+    return container.exit_code
+
+
+def copy_attached_output(daemon, container, upstream, streams, cancelled):
+    """Read the multiplexed stream until the monitor ends it; returns whether the container
+    was killed because the build was cancelled."""
+    buffered, killed = b"", False
+    with upstream:
+        while True:
+            readable, _, _ = select.select([upstream], [], [], 0.5)
+            if not readable:
+                if not killed and cancelled():
+                    killed = True
+                    try:
+                        kill_container(daemon, container, signal.SIGKILL)
+                    except errdefs.Conflict:
+                        pass
+                continue
+            data = upstream.recv(65536)
+            if not data:
+                return killed
+            buffered += data
+            while len(buffered) >= 8 and len(buffered) >= 8 + int.from_bytes(buffered[4:8], "big"):
+                size = int.from_bytes(buffered[4:8], "big")
+                streams.get(buffered[0], streams[1])(buffered[8:8 + size])
+                buffered = buffered[8 + size:]
+
+
+def build_cache_records(daemon):
+    """The build cache of `docker system df`, as (path, BuildCache record) pairs, oldest
+    first. The legacy builder caches steps in the image store (intermediate images, which
+    df counts as images); what it keeps outside it is each build's working directory -- in
+    use while the build runs, reclaimable when a crash left it behind."""
+    tmp = tempfile.gettempdir()
+    paths = [os.path.join(tmp, name) for name in os.listdir(tmp) if name.startswith(BUILD_DIR_PREFIX)]
+    records = []
+    for path in sorted((path for path in paths if os.path.isdir(path) and not os.path.islink(path)),
+                       key=lambda path: os.stat(path).st_mtime_ns):
+        created = logger.format_time(os.stat(path).st_mtime_ns)
+        records.append((path, {"ID": os.path.basename(path), "Parent": "", "Type": "source.local",
+                               "Description": "build context (unpacked for a build)",
+                               "InUse": path in daemon.builds, "Shared": False,
+                               "Size": graphdriver.directory_size(path), "CreatedAt": created,
+                               "LastUsedAt": created, "UsageCount": 1}))
+    return records
+
+
+def prune_build_cache(daemon, filters, keep_storage):
+    """BuildCachePrune (`docker builder prune`): remove the build directories no build is
+    using, oldest first, until at most `keep_storage` bytes are left."""
+    if filters:
+        raise InvalidParameter("filter %s is not supported by pydockerd's build cache"
+                               % sorted(filters)[0])
+    records = build_cache_records(daemon)
+    left = sum(record["Size"] for _, record in records)
+    deleted, reclaimed = [], 0
+    for path, record in records:
+        if record["InUse"]:
+            continue
+        if keep_storage and left <= keep_storage:
+            break
+        shutil.rmtree(path, ignore_errors=True)
+        deleted.append(record["ID"])
+        reclaimed += record["Size"]
+        left -= record["Size"]
+    daemon.events.log("builder", "prune", "", {"reclaimed": str(reclaimed)})
+    return {"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+
+# ------------------------------------------------------------------------------------------
 # 5. The Engine API: routes, versioning, errors, streams and the connection hijack
 # ------------------------------------------------------------------------------------------
 
@@ -2930,6 +3184,9 @@ ROUTES = [
     Route("GET", r"/info", "get_info"),
     Route("GET", r"/events", "get_events"),
     Route("GET", r"/system/df", "get_system_df"),
+    Route("POST", r"/build", "post_build"),
+    Route("POST", r"/build/prune", "post_build_prune"),
+    Route("POST", r"/commit", "post_commit"),
     Route("GET", r"/images/json", "get_images_json"),
     Route("POST", r"/images/create", "post_images_create"),
     Route("POST", r"/images/load", "post_images_load"),
@@ -2955,6 +3212,8 @@ ROUTES = [
     Route("POST", r"/containers/(?P<name>[^/]+)/resize", "post_container_resize"),
     Route("POST", r"/containers/(?P<name>[^/]+)/attach", "post_container_attach"),
     Route("GET", r"/containers/(?P<name>[^/]+)/logs", "get_container_logs"),
+    Route("GET", r"/containers/(?P<name>[^/]+)/changes", "get_container_changes"),
+    Route("GET", r"/containers/(?P<name>[^/]+)/export", "get_container_export"),
     Route("POST", r"/containers/(?P<name>[^/]+)/exec", "post_container_exec"),
     Route("DELETE", r"/containers/(?P<name>[^/]+)", "delete_container"),
     Route("DELETE", r"/containers/(?P<parent>[^/]+)/(?P<alias>[^/]+)", "delete_container_link"),
@@ -3430,11 +3689,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if not source:
             raise InvalidParameter("fromSrc or fromImage is required")
         ref = import_reference(self.query_value("repo"), self.query_value("tag"))
-        changes = [line for value in self.query.get("changes", []) for line in value.split("\n")
-                   if line.strip()]
+        changes = [line for value in self.query.get("changes", []) for line in value.split("\n")]
+        config = builder.build_from_config(graph_store.container_config_shape({}), changes)
         stream = self.body_reader if source == "-" else open_import_url(source)
         with self.progress_stream() as progress:
-            image_id = self.daemon.graph.import_image(stream, ref, changes,
+            image_id = self.daemon.graph.import_image(stream, ref, config,
                                                       self.query_value("message"))
             progress({"status": image_id})
 
@@ -3498,6 +3757,44 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.daemon.graph.save(names, out)
         out.close()
         self.end_stream()
+
+    # -- build (api/server/router/build) -------------------------------------------------
+
+    def post_build(self):
+        """`docker build` (legacy builder): the context tar in the (chunked) body, the
+        build's JSON stream back; errors before the first message are HTTP errors."""
+        options = builder.BuildOptions.from_query(self.query)
+        with self.progress_stream() as progress:
+            build_image(self.daemon, options, self.body_reader, self.registry_configs(), progress,
+                        self.client_gone)
+
+    def registry_configs(self):
+        """X-Registry-Config: base64url JSON {registry: credentials}; unreadable is none."""
+        header = self.headers.get("X-Registry-Config", "")
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))) if header else {}
+        except (ValueError, TypeError):
+            return {}
+        return {key: value for key, value in decoded.items() if isinstance(value, dict)} \
+            if isinstance(decoded, dict) else {}
+
+    def post_build_prune(self):
+        keep = self.query_value("keep-storage") or "0"
+        if not keep.isdigit():
+            raise InvalidParameter("keep-storage is in bytes and expects an integer, got %s" % keep)
+        self.send_json(prune_build_cache(self.daemon, self.query_filters(), int(keep)))
+
+    def post_commit(self):
+        """`docker commit`: `changes` repeated, the body an optional Config to start from."""
+        config = self.read_json()
+        if config is not None and not isinstance(config, dict):
+            raise InvalidParameter("json: cannot unmarshal into Go value of type container.Config")
+        pause = self.query_bool("pause", default=True)  # API 1.12 clients always send it
+        changes = [line for value in self.query.get("changes", []) for line in value.split("\n")]
+        image_id = commit_container(self.daemon, self.query_value("container"), config, changes,
+                                    self.query_value("author"), self.query_value("comment"),
+                                    self.query_value("repo"), self.query_value("tag"), pause)
+        self.send_json({"Id": image_id}, 201)
 
     # -- containers (api/server/router/container) ------------------------------------------
 
@@ -3594,6 +3891,15 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.start_stream(content_type=None)
         for frame in frames:
             self.write_chunk(frame)
+        self.end_stream()
+
+    def get_container_changes(self, name):
+        self.send_json(container_changes(self.daemon, name))
+
+    def get_container_export(self, name):
+        out = ChunkedWriter(self, "application/octet-stream")
+        export_container(self.daemon, name, out)
+        out.close()
         self.end_stream()
 
     # -- exec (api/server/router/container/exec.go) ----------------------------------------
@@ -3953,13 +4259,15 @@ def inspect_container(daemon, container, size=False):
 
 
 def system_df(daemon):
-    """GET /system/df (`docker system df`): images with the containers using each, and every
-    container with its sizes. No volumes or build cache yet."""
+    """GET /system/df (`docker system df`): images with the containers using each, every
+    container with its sizes, and the build cache. No volumes yet."""
     containers = daemon.containers.all()
     usage = daemon.graph.disk_usage([c.image_id for c in containers])
+    build_cache = [record for _, record in build_cache_records(daemon)]
     return {"LayersSize": usage["LayersSize"], "Images": usage["Images"],
             "Containers": [container_summary(daemon, c, True) for c in containers],
-            "Volumes": [], "BuildCache": []}
+            "Volumes": [], "BuildCache": build_cache or None,
+            "BuilderSize": sum(record["Size"] for record in build_cache)}
 
 
 def container_sizes(daemon, container):
@@ -4173,7 +4481,10 @@ class ProgressStream(object):
             if not isinstance(error, (errdefs.DockerError, OSError, ValueError)):
                 log.error("stream failed", exc_info=(kind, error, tb))
             text = getattr(error, "message", None) or str(error)
-            self.send({"errorDetail": {"message": text}, "error": text})
+            detail = {"message": text}
+            if isinstance(getattr(error, "code", None), int) and error.code:
+                detail = {"code": error.code, "message": text}  # a failed RUN's exit code
+            self.send({"errorDetail": detail, "error": text})
         if not self.started:
             self.handler.start_stream()
             self.started = True

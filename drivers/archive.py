@@ -5,7 +5,8 @@ pkg/archive:
 
   DetectCompression, DecompressStream  -> detect_compression, decompress_stream
   ApplyLayer / UnpackLayer (diff.go)   -> apply_layer
-  TarWithOptions (archive.go)          -> write_tar
+  TarWithOptions (archive.go)          -> write_tar, tar_path (with RebaseNames)
+  Untar, CopyWithTar (chrootarchive)   -> untar, copy_path (the builder's COPY and ADD)
   ChangesDirs, ExportChanges           -> changes, export_changes
   overlay's whiteout converter and
   OverlayChanges (later pkg/archive)   -> the 'overlay' whiteout mode, changes_from_overlay_upper
@@ -44,9 +45,11 @@ import io
 import logging
 import lzma
 import os
+import posixpath
 import stat
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 
@@ -430,6 +433,7 @@ class _Root(object):
         self._identity = _inode(os.fstat(self.fd))
         self._cache = {}
         self._hops_left = MAX_SYMLINK_HOPS
+        self.owner = None  # (uid, gid) of the directories resolve(create=True) makes
 
     def close(self):
         self.forget()
@@ -483,6 +487,8 @@ class _Root(object):
                 raise
             os.mkdir(name, 0o755, dir_fd=dir_fd)
             os.chmod(name, 0o755, dir_fd=dir_fd)  # exact mode whatever the daemon's umask
+            if self.owner:
+                os.chown(name, *self.owner, dir_fd=dir_fd, follow_symlinks=False)
             return os.open(name, _PATH_DIR_FLAGS, dir_fd=dir_fd)
         except OSError as err:
             if err.errno not in (errno.ENOTDIR, errno.ELOOP):
@@ -584,9 +590,12 @@ def _check_whiteout_mode(whiteout_mode):
 class _LayerUnpacker(object):
     """UnpackLayer's loop: one tar entry at a time, written only inside `dest`."""
 
-    def __init__(self, dest, whiteout_mode):
+    def __init__(self, dest, whiteout_mode, owner=None):
         self.dest = dest
         self.mode = whiteout_mode
+        # A layer's `.wh.` names are deletions (and aufs bookkeeping); a plain untar keeps them.
+        self.whiteouts = whiteout_mode in ("delete", "overlay")
+        self.owner = owner       # (uid, gid) for every entry instead of the tar's own
         self.root = _Root(dest)
         self.size = 0
         self.dirs = []           # (parts, header): directory times are set last
@@ -619,17 +628,17 @@ class _LayerUnpacker(object):
         self._set_directory_times()
 
     def _unpack_entry(self, reader, header, parts):
-        if self.mode != "aufs" and parts and parts[0].startswith(WHITEOUT_META_PREFIX):
+        if self.whiteouts and parts and parts[0].startswith(WHITEOUT_META_PREFIX):
             # aufs bookkeeping is not part of the image, but files hard-linked across layers
             # live in .wh..wh.plnk, and the layer's hard links to them need their data.
             if parts[0] == WHITEOUT_LINK_DIR and header.type in _REGULAR_TYPES:
                 self._aufs_links().save(reader, header, parts[-1])
             return
-        if self.mode != "aufs" and parts and parts[-1].startswith(WHITEOUT_PREFIX):
+        if self.whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
             self._whiteout(header, parts)
             return
         source = reader
-        if header.type == tarfile.LNKTYPE and self.mode != "aufs":
+        if header.type == tarfile.LNKTYPE and self.whiteouts:
             target = _clean(header.linkname)
             if target and target[0] == WHITEOUT_LINK_DIR:
                 header, source = self._aufs_links().lookup(header, target[-1])
@@ -763,7 +772,8 @@ class _LayerUnpacker(object):
         is_symlink = header.type == tarfile.SYMTYPE or (
             header.type == tarfile.LNKTYPE
             and stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode))
-        os.chown(name, header.uid, header.gid, dir_fd=dir_fd, follow_symlinks=False)
+        uid, gid = self.owner or (header.uid, header.gid)
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
         for key, value in header.xattrs.items():
             _set_xattr(dir_fd, name, key, value, header)
         if not is_symlink:  # a symlink's own mode means nothing on Linux; chmod would follow it
@@ -902,13 +912,143 @@ def export_changes(new_dir, change_list, out):
         writer.close()
 
 
+# --- Copying into a root: the builder's COPY and ADD (chrootarchive.Untar, CopyWithTar) ---------
+
+def untar(dest, stream, owner=None):
+    """Untar, as pkg/chrootarchive runs it: extract the tar `stream` (compressed or not) into
+    the existing directory `dest`, with the layer unpacker's confinement (`dest` is the root
+    every name and symlink is resolved in) but none of its whiteout rules: a `.wh.` name is a
+    file like any other. `owner` (uid, gid), when given, replaces every entry's own.
+    """
+    reader = _TarReader(decompress_stream(stream))
+    unpacker = _LayerUnpacker(dest, None, owner)
+    try:
+        unpacker.unpack(reader)
+    finally:
+        unpacker.close()
+    reader.drain()
+
+
+def is_archive(path):
+    """isArchivePath: whether the file at `path` starts with a tar header, in any compression
+    decompress_stream knows (ADD unpacks such a file instead of copying it)."""
+    try:
+        with open(path, "rb") as source:
+            head = _read_up_to(decompress_stream(source), BLOCK_SIZE)
+        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+        return True
+    except (ArchiveError, OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.HeaderError):
+        return False
+
+
+def tar_path(root, path, out, name):
+    """TarWithOptions with RebaseNames: the entry `path` of `root` (a file, or a directory and
+    everything below it) as an uncompressed tar in which it is called `name`; "." puts a
+    directory's contents at the top of the tar. `path` is resolved inside `root`."""
+    parts = _clean(os.fsencode(path))
+    if parts is None:
+        raise ArchiveError('invalid path "%s": it is outside of "%s"' % (path, root))
+    writer = _TarWriter(root, out, "delete", rename=(parts, _clean(os.fsencode(name))))
+    try:
+        if name == ".":
+            writer.add_children(parts)  # IncludeSourceDir is false: the top keeps its own mode
+        else:
+            writer.add_tree(parts)
+        writer.finish()
+    finally:
+        writer.close()
+
+
+def copy_path(src_root, src_path, dest, name, owner=None):
+    """CopyWithTar and CopyFileWithTar: `src_path` of `src_root` becomes `name` inside the
+    directory `dest` (a tar written by one thread and extracted by this one through a pipe,
+    so a copy of any size needs no spool). `owner` as in untar()."""
+    read_fd, write_fd = os.pipe()
+    failures = []
+
+    def produce():
+        try:
+            with open(write_fd, "wb", buffering=COPY_BUFFER_SIZE) as out:
+                tar_path(src_root, src_path, out, name)
+        except BaseException as err:  # reported by the caller, after the join
+            failures.append(err)
+
+    producer = threading.Thread(target=produce, name="copy " + name, daemon=True)
+    producer.start()
+    extracting = None
+    try:
+        with open(read_fd, "rb") as stream:
+            untar(dest, stream, owner)
+    except Exception as err:  # the writer's error, if it has one, says more
+        extracting = err
+    producer.join()
+    for err in failures + [extracting]:
+        if err is not None and not isinstance(err, BrokenPipeError):
+            raise err
+
+
+def _scoped_parts(path):
+    """The components of `path` taken from the root, `..` stopping there (filepath.Join("/", p))."""
+    return _clean(os.fsencode(posixpath.normpath("/" + path)))
+
+
+def mkdir_all(root, path, owner=None):
+    """MkdirAllAndChownNew inside `root`: make directory `path` and its missing parents (0755,
+    owned by `owner` when given, else by the daemon's user), resolving every component as a
+    chroot into `root` would. Returns the directory's real path. NotADirectoryError when a
+    component is not a directory."""
+    scoped = _Root(root)
+    scoped.owner = owner
+    try:
+        fd = scoped.resolve(_scoped_parts(path), create=True)
+        try:
+            return os.readlink("/proc/self/fd/%d" % fd)
+        finally:
+            os.close(fd)
+    finally:
+        scoped.close()
+
+
+def is_directory(root, path):
+    """Whether `path`, resolved inside `root` as a chroot would (symlinks followed), is a
+    directory."""
+    scoped = _Root(root)
+    try:
+        os.close(scoped.resolve(_scoped_parts(path)))
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    finally:
+        scoped.close()
+
+
+def read_file(root, path, limit=MAX_SPECIAL_FILE_SIZE, hops=MAX_SYMLINK_HOPS):
+    """The bytes of file `path` (at most `limit`) resolved inside `root` as a chroot would,
+    a final symlink included: what the builder reads of an image (/etc/passwd for --chown)."""
+    parts = _scoped_parts(path)
+    scoped = _Root(root)
+    try:
+        with scoped.located(parts) as (dir_fd, name):
+            st = _lstat(dir_fd, name)
+            if st is not None and stat.S_ISLNK(st.st_mode) and hops > 0:
+                target = os.readlink(name, dir_fd=dir_fd)
+                following = target if target.startswith(b"/") else b"/".join(parts[:-1] + (target,))
+                return read_file(root, os.fsdecode(following), limit, hops - 1)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with open(fd, "rb") as source:
+            return source.read(limit)
+    finally:
+        scoped.close()
+
+
 class _TarWriter(object):
     """Writes entries of one tree as tar headers and data (tarAppender)."""
 
-    def __init__(self, root, out, whiteout_mode):
+    def __init__(self, root, out, whiteout_mode, rename=None):
         self.root = _Root(root)
         self.out = out
         self.mode = whiteout_mode
+        self.rename = rename     # (parts, new parts): RebaseNames, entries under parts renamed
         self.seen_inodes = {}  # (dev, ino) of files with several links -> first name written
         self._buffer = memoryview(bytearray(COPY_BUFFER_SIZE))
 
@@ -966,7 +1106,7 @@ class _TarWriter(object):
 
     def _tarinfo(self, parts, st, dir_fd, name):
         """The header for one entry (FileInfoHeader): numeric owners only, mtime in seconds."""
-        info = tarfile.TarInfo(_text(parts))
+        info = tarfile.TarInfo(self._name(parts))
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
         info.mtime = st.st_mtime_ns // 10 ** 9
@@ -990,6 +1130,12 @@ class _TarWriter(object):
             info.pax_headers = {PAX_XATTR_PREFIX + CAPABILITY_XATTR:
                                 capability.decode("utf-8", "surrogateescape")}
         return info
+
+    def _name(self, parts):
+        if self.rename is not None:
+            old, new = self.rename
+            parts = new + parts[len(old):]
+        return _text(parts) or "."
 
     def _regular_or_link(self, info, st):
         """A second name of a multiply-linked file becomes a hard link to the first one written."""

@@ -35,7 +35,7 @@ On disk, under <root>/graph (directories 0700, every state file written atomical
     layerdb/tmp/                            layer metadata being written (renamed into place)
 
 The module reads top to bottom: digests and times; the image config shapes Docker marshals;
-`docker import --change`; tar-split; the layer store; the image store; the streams of
+tar-split; the layer store; the image store; the streams of
 `docker load` and `docker save`; filters; Graph, the service the API calls; and last the
 archive formats load reads and save writes.
 """
@@ -52,7 +52,6 @@ import os
 import posixpath
 import re
 import secrets
-import shlex
 import shutil
 import tarfile
 import tempfile
@@ -226,155 +225,6 @@ def container_config_shape(source):
             continue
         shaped[name] = value
     return shaped
-
-
-# ---------------------------------------------------------------------------------------------
-# `docker import --change`: the Dockerfile instructions that only edit the config
-# ---------------------------------------------------------------------------------------------
-
-_PORT_RE = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$")
-
-
-def apply_changes(config, changes):
-    """dockerfile.BuildFromConfig: apply `--change` lines (Dockerfile syntax) to `config`.
-
-    `config` is a container.Config-shaped dict and is changed in place. Only instructions that
-    edit the config are accepted (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR);
-    anything else is refused before any change is made, with dockerd's message.
-    """
-    lines = "\n".join(changes).splitlines()
-    parsed = [_split_instruction(line) for line in lines if _is_instruction(line)]
-    for instruction, _ in parsed:
-        if instruction not in _CHANGE_HANDLERS:
-            raise InvalidParameter("%s is not a valid change command" % instruction)
-    state = {"cmd_set": False}
-    for instruction, arguments in parsed:
-        _CHANGE_HANDLERS[instruction](config, arguments, state)
-    return config
-
-
-def _is_instruction(line):
-    stripped = line.strip()
-    return bool(stripped) and not stripped.startswith("#")
-
-
-def _split_instruction(line):
-    parts = line.strip().split(None, 1)
-    return parts[0].lower(), (parts[1] if len(parts) > 1 else "")
-
-
-def _json_or_words(arguments):
-    """A Dockerfile argument in JSON form (["a", "b"]) as a list, or None for the shell form."""
-    text = arguments.strip()
-    if not text.startswith("["):
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return value
-    return None
-
-
-def _command(arguments):
-    """CMD/ENTRYPOINT: the JSON (exec) form as is, the shell form run by /bin/sh -c."""
-    exec_form = _json_or_words(arguments)
-    return exec_form if exec_form is not None else ["/bin/sh", "-c", arguments.strip()]
-
-
-def _shell_words(text, instruction):
-    try:
-        return shlex.split(text)
-    except ValueError as err:
-        raise InvalidParameter("%s: %s" % (instruction, err)) from None
-
-
-def _name_values(arguments, instruction):
-    """parseNameVal: `KEY value with spaces` (the legacy form) or `K=v K2="v 2" ...`."""
-    first, _, rest = arguments.strip().partition(" ")
-    if not first:
-        raise InvalidParameter("%s requires at least one argument" % instruction)
-    if "=" not in first:
-        if not rest.strip():
-            raise InvalidParameter("%s must have two arguments" % instruction)
-        return [(first, rest.strip())]
-    pairs = []
-    for word in _shell_words(arguments, instruction):
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise InvalidParameter("Syntax error - can't find = in %r. Must be of the form: name=value"
-                                   % word)
-        pairs.append((key, value))
-    return pairs
-
-
-def _change_cmd(config, arguments, state):
-    config["Cmd"] = _command(arguments)
-    state["cmd_set"] = True
-
-
-def _change_entrypoint(config, arguments, state):
-    config["Entrypoint"] = _command(arguments)
-    if not state["cmd_set"]:
-        config["Cmd"] = None    # a new entrypoint makes the inherited CMD meaningless
-
-
-def _change_env(config, arguments, state):
-    env = list(config.get("Env") or [])
-    for key, value in _name_values(arguments, "ENV"):
-        env = [entry for entry in env if entry.split("=", 1)[0] != key]
-        env.append("%s=%s" % (key, value))
-    config["Env"] = env
-
-
-def _change_expose(config, arguments, state):
-    ports = dict(config.get("ExposedPorts") or {})
-    for word in _shell_words(arguments, "EXPOSE"):
-        match = _PORT_RE.match(word)
-        if not match:
-            raise InvalidParameter("Invalid containerPort: %s" % word)
-        first, last, proto = int(match.group(1)), int(match.group(2) or match.group(1)), match.group(3)
-        if last < first or last > 65535:
-            raise InvalidParameter("Invalid containerPort: %s" % word)
-        for port in range(first, last + 1):
-            ports["%d/%s" % (port, proto or "tcp")] = {}
-    config["ExposedPorts"] = ports
-
-
-def _change_label(config, arguments, state):
-    labels = dict(config.get("Labels") or {})
-    labels.update(_name_values(arguments, "LABEL"))
-    config["Labels"] = labels
-
-
-def _change_user(config, arguments, state):
-    config["User"] = arguments.strip()
-
-
-def _change_volume(config, arguments, state):
-    paths = _json_or_words(arguments)
-    if paths is None:
-        paths = _shell_words(arguments, "VOLUME")
-    if not paths or any(not path.strip() for path in paths):
-        raise InvalidParameter("VOLUME specified can not be an empty string")
-    volumes = dict(config.get("Volumes") or {})
-    volumes.update((path, {}) for path in paths)
-    config["Volumes"] = volumes
-
-
-def _change_workdir(config, arguments, state):
-    path = arguments.strip()
-    if not path:
-        raise InvalidParameter("WORKDIR requires exactly one argument")
-    config["WorkingDir"] = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", path))
-
-
-_CHANGE_HANDLERS = {
-    "cmd": _change_cmd, "entrypoint": _change_entrypoint, "env": _change_env,
-    "expose": _change_expose, "label": _change_label, "user": _change_user,
-    "volume": _change_volume, "workdir": _change_workdir,
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1505,7 +1355,7 @@ class Graph(object):
       images(all=False, filters=None, digests=False) -> [ImageSummary dict]
       inspect(name) -> dict; history(name) -> [dict]; count(); disk_usage(container_image_ids)
     Writing images:
-      import_image(stream, ref=None, changes=(), message="", src="-") -> image ID
+      import_image(stream, ref=None, config=None, message="", src="-") -> image ID
       load(stream, progress=None, quiet=False) -> [{"stream": "Loaded image: ..\\n"}]
       save(names, out); tag(name, repo, tag) -> "repo:tag"; add_tag(image_id, ref) (no event)
       delete(name, force=False, noprune=False) -> [{"Untagged": ..} | {"Deleted": ..}]
@@ -1604,15 +1454,16 @@ class Graph(object):
 
     # -- import ----------------------------------------------------------------------------
 
-    def import_image(self, stream, ref=None, changes=(), message="", src="-"):
+    def import_image(self, stream, ref=None, config=None, message="", src="-"):
         """ImportImage (`docker import`): one layer from the tar `stream` (any compression),
-        a config built from `changes` (Dockerfile lines), tagged `ref` (a Reference) if given.
+        with `config` (a container.Config dict: what `--change` lines made of an empty one,
+        see builder.build_from_config), tagged `ref` (a Reference) if given.
 
         The comment is `message`, or "Imported from <src>" (src is "-" for an upload).
         """
         if ref is not None and ref.digest is not None:
             raise InvalidParameter("cannot import digest reference")
-        config = apply_changes(container_config_shape({}), changes)
+        config = container_config_shape(config or {})
         chain = self.register_layer(None, stream)
         try:
             with storage_errors("failed to import image"):

@@ -58,8 +58,8 @@ def children(pid):
     return found
 
 
-def docker(host, *args, stdin=None):
-    env = dict(os.environ, DOCKER_HOST=host)
+def docker(host, *args, stdin=None, env=None):
+    env = dict(os.environ, DOCKER_HOST=host, **(env or {}))
     started = time.monotonic()
     subprocess.run([DOCKER] + list(args), env=env, stdin=stdin, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -209,6 +209,46 @@ def bench_containers(hosts, work):
         docker(host, "rmi", "bench/busybox:1")
 
 
+BUILD_CONTEXT_MB = 100
+BUILD_STEPS = """FROM bench/busybox:1
+ARG RUN_ID
+ENV A=1 B=2
+LABEL bench=build
+RUN echo $RUN_ID > /run-id
+WORKDIR /app
+COPY small.txt .
+RUN cat small.txt > copy.txt
+EXPOSE 8080
+USER nobody
+CMD ["cat", "/app/copy.txt"]
+"""
+
+
+def bench_build(hosts, work):
+    """The legacy builder: a 10-step Dockerfile cold (nothing cached) and warm (every step
+    cached), and a build whose context is 100 MB (its upload and unpacking)."""
+    context = os.path.join(work, "build-context")
+    os.makedirs(context)
+    for name, text in (("Dockerfile", BUILD_STEPS), ("small.txt", "small\n")):
+        with open(os.path.join(context, name), "w") as handle:
+            handle.write(text)
+    big = os.path.join(work, "big-context")
+    shutil.copytree(context, big)
+    make_rootfs_tar(os.path.join(work, "big.tar"), BUILD_CONTEXT_MB)
+    subprocess.run(["tar", "-C", big, "-xf", os.path.join(work, "big.tar")], check=True)
+    for label, host in hosts:
+        load_busybox(host, work)
+        build = ("build", "--network", "none", "--build-arg", "RUN_ID=%s-%f" % (label, time.time()),
+                 "-t", "bench/built:1", context)
+        cold = docker(host, *build, env={"DOCKER_BUILDKIT": "0"})
+        warm = docker(host, *build, env={"DOCKER_BUILDKIT": "0"})
+        print("build 10 steps      %-10s cold %.2f s, warm (cached) %.2f s" % (label, cold, warm))
+        seconds = docker(host, "build", "--network", "none", "-t", "bench/big:1", big,
+                         env={"DOCKER_BUILDKIT": "0"})
+        print("build, %d MB context %-9s %.2f s" % (BUILD_CONTEXT_MB, label, seconds))
+        docker(host, "rmi", "bench/built:1", "bench/big:1", "bench/busybox:1")
+
+
 def container_ids(host, label_filter):
     listed = subprocess.run([DOCKER, "ps", "-aq", "--filter", label_filter], check=True,
                             env=dict(os.environ, DOCKER_HOST=host), stdout=subprocess.PIPE)
@@ -304,6 +344,7 @@ def main():
         bench_images(hosts, work)
         bench_registry(hosts, work)
         bench_containers(hosts, work)
+        bench_build(hosts, work)
     finally:
         daemon.cleanup()
     networked = DaemonProcess(new_daemon_dir(), [], netns=True).start()

@@ -18,7 +18,7 @@ import pytest
 from drivers import graph as graphmod
 from drivers import graphdriver, linux
 from drivers.errdefs import Conflict, InvalidParameter, NotFound, System
-from drivers.graph import Graph, Timestamp, apply_changes, container_config_shape, glob_match
+from drivers.graph import Graph, Timestamp, container_config_shape, glob_match
 from drivers.reference import parse_normalized_named
 from drivers.tags import TagStore
 
@@ -293,24 +293,12 @@ def test_import_accepts_gzip(env):
     assert image.diff_ids == [diff_id(BASE)]
 
 
-def test_import_changes_set_the_config(env):
-    changes = ['CMD ["/bin/sh", "-c", "echo hi"]', "ENTRYPOINT /entry", "ENV A=1 B=\"two words\"",
-               "EXPOSE 80 53/udp", "LABEL com.example=yes", "USER nobody", "VOLUME /data",
-               "WORKDIR /srv", "WORKDIR app"]
-    config = env.graph.lookup(import_tar(env, BASE, changes=changes)).container_config
-    assert config["Cmd"] == ["/bin/sh", "-c", "echo hi"]
-    assert config["Entrypoint"] == ["/bin/sh", "-c", "/entry"]
-    assert config["Env"] == ["A=1", "B=two words"]
-    assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
-    assert config["Labels"] == {"com.example": "yes"}
-    assert config["User"] == "nobody" and config["Volumes"] == {"/data": {}}
-    assert config["WorkingDir"] == "/srv/app"
-
-
-def test_import_refuses_an_invalid_change_before_reading_the_upload(env):
-    with pytest.raises(InvalidParameter, match="^run is not a valid change command$"):
-        import_tar(env, BASE, changes=["RUN rm -rf /"])
-    assert env.layerdb() == [] and env.driver_layers() == []
+def test_import_config_is_the_callers(env):
+    config = {"Cmd": ["/bin/sh", "-c", "echo hi"], "Env": ["A=1"], "WorkingDir": "/srv"}
+    image = env.graph.lookup(import_tar(env, BASE, config=config))
+    assert list(image.container_config) == list(container_config_shape({"Cmd": []}))
+    assert image.container_config["Cmd"] == ["/bin/sh", "-c", "echo hi"]
+    assert (image.container_config["Env"], image.container_config["WorkingDir"]) == (["A=1"], "/srv")
 
 
 def test_import_of_a_non_tar_leaves_no_layer(env):
@@ -1129,26 +1117,6 @@ def test_container_config_shape_orders_fields_like_go():
 
 def test_go_json_escapes_html_characters():
     assert graphmod.go_json({"a": "<&>"}) == b'{"a":"\\u003c\\u0026\\u003e"}'
-
-
-def test_changes_entrypoint_resets_an_inherited_cmd_but_not_one_set_alongside():
-    config = container_config_shape({"Cmd": ["old"]})
-    assert apply_changes(dict(config), ["ENTRYPOINT [\"/e\"]"])["Cmd"] is None
-    assert apply_changes(dict(config), ["CMD new", "ENTRYPOINT [\"/e\"]"])["Cmd"] == ["/bin/sh", "-c", "new"]
-
-
-def test_changes_env_legacy_form_takes_the_rest_of_the_line():
-    assert apply_changes(container_config_shape({}), ["ENV GREETING hello world"])["Env"] == ["GREETING=hello world"]
-
-
-def test_changes_expose_a_range():
-    ports = apply_changes(container_config_shape({}), ["EXPOSE 8000-8002/tcp"])["ExposedPorts"]
-    assert sorted(ports) == ["8000/tcp", "8001/tcp", "8002/tcp"]
-
-
-def test_changes_refuse_a_bad_port():
-    with pytest.raises(InvalidParameter, match="Invalid containerPort: http"):
-        apply_changes(container_config_shape({}), ["EXPOSE http"])
 
 
 def test_glob_match_is_go_path_match():

@@ -2008,7 +2008,7 @@ def kill_container(daemon, container, signum, manual=True):
         raise errdefs.System("Cannot kill container %s: %s" % (container.id, err)) from None
     if resume:
         try:
-            unpause_container(daemon, container)
+            set_paused(daemon, container, False)
         except errdefs.DockerError as err:
             log.warning("Cannot unpause container %s: %s", container.id[:12], err)
     daemon.events.log("container", "kill", container.id,
@@ -2127,37 +2127,24 @@ def running_cgroup(daemon, container, action):
     return container.cgroup
 
 
-def pause_container(daemon, container):
-    """daemon.containerPause: freeze every process of the container (v1 freezer, or v2
-    cgroup.freeze); they stop where they are until unpause."""
+def set_paused(daemon, container, paused):
+    """daemon.containerPause and containerUnpause: freeze every process of the container
+    where it stands (v1 freezer, or v2 cgroup.freeze), or thaw them again."""
+    action = "pause" if paused else "unpause"
     with container.cond:
-        manager = running_cgroup(daemon, container, "pause")
-        if container.paused:
-            raise errdefs.Conflict("Container %s is already paused" % container.id)
+        manager = running_cgroup(daemon, container, action)
+        if container.paused == paused:
+            raise errdefs.Conflict(("Container %s is already paused" if paused else
+                                    "Container %s is not paused") % container.id)
         try:
-            manager.freeze()
+            manager.freeze() if paused else manager.thaw()
         except cgroups.CgroupError as err:
-            raise errdefs.System("Cannot pause container %s: %s" % (container.id, err)) from None
-        container.paused = True
+            raise errdefs.System("Cannot %s container %s: %s" % (action, container.id, err)) \
+                from None
+        container.paused = paused
         container.to_disk()
         container.cond.notify_all()
-    daemon.events.log("container", "pause", container.id, container.event_attributes())
-
-
-def unpause_container(daemon, container):
-    """daemon.containerUnpause: thaw the container's processes."""
-    with container.cond:
-        manager = running_cgroup(daemon, container, "unpause")
-        if not container.paused:
-            raise errdefs.Conflict("Container %s is not paused" % container.id)
-        try:
-            manager.thaw()
-        except cgroups.CgroupError as err:
-            raise errdefs.System("Cannot unpause container %s: %s" % (container.id, err)) from None
-        container.paused = False
-        container.to_disk()
-        container.cond.notify_all()
-    daemon.events.log("container", "unpause", container.id, container.event_attributes())
+    daemon.events.log("container", action, container.id, container.event_attributes())
 
 
 def update_container(daemon, container, update):
@@ -3215,11 +3202,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_no_content()
 
     def post_container_pause(self, name):
-        pause_container(self.daemon, self.container(name))
+        set_paused(self.daemon, self.container(name), True)
         self.send_no_content()
 
     def post_container_unpause(self, name):
-        unpause_container(self.daemon, self.container(name))
+        set_paused(self.daemon, self.container(name), False)
         self.send_no_content()
 
     def post_container_update(self, name):

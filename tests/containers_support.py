@@ -70,8 +70,8 @@ def load_image(daemon, archive):
     daemon.docker("load", "-i", archive)
 
 
-def start_busybox_daemon(archive):
-    daemon = DaemonProcess(new_daemon_dir(), ["-b", "none"])
+def start_busybox_daemon(archive, flags=(), process_class=DaemonProcess):
+    daemon = process_class(new_daemon_dir(), ["-b", "none"] + list(flags))
     try:
         daemon.start()
         load_image(daemon, archive)
@@ -82,8 +82,8 @@ def start_busybox_daemon(archive):
 
 
 @contextlib.contextmanager
-def busybox_daemon(archive):
-    daemon = start_busybox_daemon(archive)
+def busybox_daemon(archive, flags=(), process_class=DaemonProcess):
+    daemon = start_busybox_daemon(archive, flags, process_class)
     try:
         yield daemon
     finally:
@@ -284,6 +284,20 @@ def pty_docker(daemon, *args, rows=24, cols=80):
         yield session
     finally:
         session.close()
+
+
+def block_device_path():
+    """A /dev node of a block device root may open here (loop devices: some sandboxes forbid
+    opening others), so that an EPERM in a container can only be the device filter's."""
+    for name in sorted(os.listdir("/dev")):
+        path = "/dev/" + name
+        if name.startswith("loop") and name[4:].isdigit():
+            try:
+                os.close(os.open(path, os.O_RDONLY))
+                return path
+            except OSError:
+                continue
+    pytest.skip("no readable loop device on this host")
 
 
 def host_daemon_env(daemon):

@@ -13,13 +13,13 @@ test_cgroups.py.
 """
 import os
 import shlex
-import stat
 
 import pytest
 
 from drivers import cgroups
-from containers_support import busybox_archive, load_image, out, err, retire_daemon  # noqa: F401
-from conftest import DaemonProcess, new_daemon_dir
+from containers_support import busybox_archive  # noqa: F401 (a fixture)
+from containers_support import block_device_path, busybox_daemon, err, out
+from conftest import DaemonProcess
 
 HIERARCHIES = cgroups.find_hierarchies()
 pytestmark = [
@@ -39,13 +39,8 @@ class UnifiedOnlyDaemon(DaemonProcess):
 
 @pytest.fixture(scope="module")
 def daemon(busybox_archive):  # noqa: F811
-    process = UnifiedOnlyDaemon(new_daemon_dir(), [])
-    try:
-        process.start()
-        load_image(process, busybox_archive)
+    with busybox_daemon(busybox_archive, process_class=UnifiedOnlyDaemon) as process:
         yield process
-    finally:
-        retire_daemon(process)
 
 
 def host_path(daemon, container_id):
@@ -87,24 +82,9 @@ def test_the_container_has_its_own_v2_directory(daemon):
     assert not os.path.exists(directory)
 
 
-def readable_block_device():
-    for entry in sorted(os.listdir("/sys/dev/block")):
-        major, minor = (int(n) for n in entry.split(":"))
-        node = "/tmp/pyd-v2probe-%d" % os.getpid()
-        try:
-            os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(major, minor))
-            os.close(os.open(node, os.O_RDONLY))
-            return major, minor
-        except OSError:
-            continue
-        finally:
-            if os.path.lexists(node):
-                os.unlink(node)
-    pytest.skip("no block device is readable by root on this host")
-
-
 def test_the_ebpf_device_filter_keeps_mknod_harmless(daemon):
-    major, minor = readable_block_device()
+    number = os.stat(block_device_path()).st_rdev
+    major, minor = os.major(number), os.minor(number)
     script = ("grep CapEff /proc/self/status; mknod /tmp/d b %d %d && echo made; "
               "head -c1 /tmp/d; echo x > /dev/null && echo null-ok" % (major, minor))
     result = run(daemon, "--rm", "busybox", "sh", "-c", script, check=False)

@@ -16,8 +16,8 @@ import pytest
 from drivers import cgroups
 # Fixtures: pytest finds them by name in this module (every container goes after each test).
 from containers_support import busybox_archive, no_containers_left  # noqa: F401
-from containers_support import (err, inspect, load_image, out, retire_daemon, run, run_detached,
-                                wait_for, wait_until_exited)
+from containers_support import (block_device_path, busybox_daemon, err, inspect, out, run,
+                                run_detached, wait_for, wait_until_exited)
 from conftest import DaemonProcess, new_daemon_dir
 
 HIERARCHIES = cgroups.find_hierarchies()
@@ -32,13 +32,8 @@ SPIN = "while :; do :; done"
 
 @pytest.fixture(scope="module")
 def daemon(busybox_archive):  # noqa: F811
-    process = DaemonProcess(new_daemon_dir(), ["--default-ulimit", "nofile=512:1024"])
-    try:
-        process.start()
-        load_image(process, busybox_archive)
+    with busybox_daemon(busybox_archive, ["--default-ulimit", "nofile=512:1024"]) as process:
         yield process
-    finally:
-        retire_daemon(process)
 
 
 def inside(daemon, script, *options, check=True):
@@ -83,19 +78,6 @@ def test_swap_oom_kill_disable_swappiness_and_cfs_period(daemon):
                    "-m", "16m", "--memory-swap", "48m", "--oom-kill-disable",
                    "--memory-swappiness", "10", "--cpu-period", "50000", "--cpu-quota", "25000")
     assert lines == [str(48 * MB), "10", "50000", "25000", "oom_kill_disable 1"]
-
-
-def block_device_path():
-    """A /dev node of a block device that root may open here (some sandboxes forbid some)."""
-    for name in sorted(os.listdir("/dev")):
-        path = "/dev/" + name
-        if name.startswith("loop") and name[4:].isdigit():
-            try:
-                os.close(os.open(path, os.O_RDONLY))
-                return path
-            except OSError:
-                continue
-    pytest.skip("no readable loop device on this host")
 
 
 def test_device_throttles_are_written(daemon):
@@ -451,10 +433,7 @@ def test_init_reaps_orphans_and_forwards_stop(daemon):
 # -- a daemon restart --------------------------------------------------------------------------
 
 def test_cgroups_are_found_again_after_a_daemon_restart(busybox_archive):  # noqa: F811
-    own = DaemonProcess(new_daemon_dir(), [])
-    try:
-        own.start()
-        load_image(own, busybox_archive)
+    with busybox_daemon(busybox_archive) as own:
         cid = run_detached(own, "-m", "40m", "busybox", "sleep", "60")
         own.stop()
         own.start()
@@ -464,8 +443,6 @@ def test_cgroups_are_found_again_after_a_daemon_restart(busybox_archive):  # noq
         own.docker("update", "-m", "50m", "--memory-swap", "100m", cid)
         own.docker("rm", "-f", cid)
         assert not os.path.exists(host_cgroup(own, cid, "memory"))
-    finally:
-        retire_daemon(own)
 
 
 def test_systemd_cgroup_driver_is_refused_clearly():

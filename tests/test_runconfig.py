@@ -5,6 +5,7 @@ host has; the end-to-end tests (test_runtime_cli.py) see the same messages throu
 """
 import os
 import resource
+import stat
 
 import pytest
 
@@ -127,6 +128,14 @@ def test_devices_are_nodes_with_the_hosts_mode():
                                                "PathInContainer": "/dev/n2"}]})
     assert (device.path, device.type, device.major, device.minor) == ("/dev/n2", "c", 1, 3)
     assert device.mode == os.stat("/dev/null").st_mode & 0o7777
+
+
+def test_a_device_directory_adds_the_devices_below_it(tmp_path):
+    os.mknod(str(tmp_path / "null2"), 0o640 | stat.S_IFCHR, os.makedev(1, 3))
+    (tmp_path / "plain").write_text("not a device")
+    devices = runconfig.devices({"Devices": [{"PathOnHost": str(tmp_path),
+                                              "PathInContainer": "/dev/mine"}]})
+    assert [(d.path, d.major, d.minor, d.mode) for d in devices] == [("/dev/mine/null2", 1, 3, 0o640)]
 
 
 @pytest.mark.parametrize("host_config,message", [

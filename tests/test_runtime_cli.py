@@ -147,6 +147,18 @@ def test_a_refused_option_is_a_400_and_makes_nothing(daemon, options, message):
     assert daemon.request("GET", "/containers/json?all=1").json() == before
 
 
+def test_info_reports_what_the_host_supports(daemon):
+    info = daemon.request("GET", "/info").json()
+    features = cgroups.probe_features(HIERARCHIES)
+    assert (info["CgroupVersion"], info["CgroupDriver"]) == ("1", "cgroupfs")
+    assert (info["MemoryLimit"], info["PidsLimit"], info["CPUSet"]) == (True, True, True)
+    assert info["KernelMemory"] is features.kernel_memory
+    assert set(features.warnings) <= set(info["Warnings"])
+    printed = err(daemon.docker("info"))  # the CLI prints the warnings on stderr
+    for warning in features.warnings:
+        assert warning in printed
+
+
 # -- OOM, pids -------------------------------------------------------------------------------
 
 def test_oom_kill_is_reported(daemon):

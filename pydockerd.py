@@ -1895,13 +1895,15 @@ def container_exited(daemon, container, monitor):
     state = monitor.wait(timeout=None)
     if state.get("exit_code") is None:  # the monitor itself died: its process must not linger
         monitor_module.kill_orphan(monitor.state_dir)
+    # The cgroups go before anyone can see the container stopped: a start that follows at
+    # once (docker restart) makes the same directories again.
     oom_killed = cgroup_oom_killed(container)
     daemon.stats.stop_collection(container.id)
+    remove_cgroups(container, container.cgroup)
     with container.cond:
         ran_for = time.time() - unix_seconds(container.started_at)
         container.running, container.monitor, container.pid = False, None, 0
-        container.paused, container.oom_killed = False, oom_killed
-        manager, container.cgroup = container.cgroup, None
+        container.paused, container.oom_killed, container.cgroup = False, oom_killed, None
         container.exit_code = state.get("exit_code")
         container.exit_code = 255 if container.exit_code is None else container.exit_code
         container.finished_at = logger.format_time(time.time_ns())
@@ -1915,7 +1917,6 @@ def container_exited(daemon, container, monitor):
         daemon.graph.unmount_rw_layer(container.id)
     except (OSError, KeyError, errdefs.DockerError) as err:
         log.error("Error unmounting container %s: %s", container.id[:12], err)
-    remove_cgroups(container, manager)
     if oom_killed:
         daemon.events.log("container", "oom", container.id, container.event_attributes())
     daemon.events.log("container", "die", container.id,

@@ -609,6 +609,8 @@ def _become_reaper(sync):
     try:
         sync.close()  # the child's execve closes its copy: that tells the monitor it started
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        name = ctypes.create_string_buffer(b"docker-init")  # what `ps` shows, as in Docker
+        linux.prctl(linux.PR_SET_NAME, ctypes.addressof(name))
         for signum in everything - _UNFORWARDED:
             try:
                 signal.signal(signum, lambda number, frame: _forward(child, number))

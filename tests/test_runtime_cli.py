@@ -16,9 +16,9 @@ import pytest
 from drivers import cgroups
 # Fixtures: pytest finds them by name in this module (every container goes after each test).
 from containers_support import busybox_archive, no_containers_left  # noqa: F401
-from containers_support import (block_device_path, busybox_daemon, err, inspect, out, run,
-                                run_detached, wait_for, wait_until_exited)
-from conftest import DaemonProcess, new_daemon_dir
+from containers_support import (block_device_path, busybox_daemon, err, inspect, out, pty_docker,
+                                run, run_detached, wait_for, wait_until_exited)
+from conftest import DaemonProcess, UnixHTTPConnection, new_daemon_dir
 
 HIERARCHIES = cgroups.find_hierarchies()
 pytestmark = [
@@ -325,7 +325,6 @@ def test_stats_stream_sends_a_sample_a_second_with_the_previous_one(daemon):
 
 
 def daemon_connection(daemon):
-    from conftest import UnixHTTPConnection
     return UnixHTTPConnection(daemon.socket, timeout=10)
 
 
@@ -336,7 +335,6 @@ def test_stats_of_a_stopped_container_is_empty(daemon):
 
 
 def test_stats_cli_streams_live_percentages(daemon):
-    from containers_support import pty_docker
     run_detached(daemon, "--name", "spinner", "--cpus", "0.5", "busybox", "sh", "-c", SPIN)
     with pty_docker(daemon, "stats", "--format", "{{.Name}} {{.CPUPerc}}", "spinner",
                     rows=10, cols=60) as session:
@@ -430,16 +428,26 @@ def test_device_with_read_only_permission(daemon):
 
 
 def test_init_reaps_orphans_and_forwards_stop(daemon):
-    lines = inside(daemon, "echo $$; (sleep 0.1 &); sleep 0.5; ps -o stat,comm | grep -c '^Z'",
-                   "--init", check=False)
+    lines = inside(daemon, "echo $$; cat /proc/1/comm; (sleep 0.1 &); sleep 0.5; "
+                   "ps -o stat,comm | grep -c '^Z'", "--init", check=False)
     lines = out(lines).splitlines()
-    assert lines[0] != "1"      # the command is not pid 1: the init is
-    assert lines[1] == "0"      # and the orphaned sleep did not stay a zombie
+    assert lines[:2] == ["2", "docker-init"]  # the command is not pid 1: the init is
+    assert lines[2] == "0"                    # and the orphaned sleep did not stay a zombie
     cid = run_detached(daemon, "--init", "busybox", "sleep", "60")
     started = time.monotonic()
     daemon.docker("stop", "-t", "10", cid)
     assert time.monotonic() - started < 5  # sleep got the TERM the init passed on
     assert inspect(daemon, cid)["State"]["ExitCode"] == 143
+
+
+def test_init_with_a_terminal(daemon):
+    with pty_docker(daemon, "run", "--rm", "-it", "--init", "--network", "none", "busybox",
+                    "sh") as session:
+        session.expect(rb"# ")
+        session.send(b"echo pid=$$; stty size\r")
+        session.expect(rb"pid=2\r\n24 80\r\n")
+        session.send(b"exit 3\r")
+        assert session.wait() == 3
 
 
 # -- a daemon restart --------------------------------------------------------------------------

@@ -53,7 +53,7 @@ import urllib.parse
 from drivers import (archive, builder, cgroups, commit, distribution, errdefs, execdriver,
                      graph as graph_store, graphdriver, ioutils, iptables, jsontypes, linux, links,
                      logger, monitor as monitor_module, netlink, network as libnetwork, portmapper,
-                     reference, registry, resolver, tags, trust)
+                     reference, registry, resolver, runconfig, stats as stats_module, tags, trust)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -80,7 +80,7 @@ FLAGS = [
      "Daemon configuration file"),
     (("-b", "--bridge"), "bridge", "string", "", "bridge",
      "Attach containers to a network bridge"),
-    (("--cgroup-parent",), "cgroup_parent", "string", "pydockerd", "cgroup-parent",
+    (("--cgroup-parent",), "cgroup_parent", "string", cgroups.DEFAULT_PARENT, "cgroup-parent",
      "Set parent cgroup for all containers"),
     (("--bip",), "bip", "string", "", "bip",
      "Specify network bridge IP"),
@@ -389,8 +389,7 @@ def _check_network(text, message, strict=True):
         raise ConfigError(message) from None
 
 
-ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
-                "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+ULIMIT_NAMES = tuple(sorted(execdriver.RLIMITS))
 
 
 def parse_ulimit(text):
@@ -464,7 +463,8 @@ class Daemon(object):
         self.builds = set()        # the working directories of the builds running now
         self.fork_server = None
         self.sysinfo = None
-        self.device_cgroup = None  # cgroups.DeviceCgroup; None on a cgroup v2-only host
+        self.cgroups = None        # cgroups.Driver: where containers' cgroups go
+        self.stats = None          # stats.Collector: one thread sampling watched containers
         self.shutting_down = False
 
     def shutdown(self):
@@ -521,7 +521,8 @@ def new_daemon(config, registry_service, fork_server):
         daemon.netcontroller = init_network_controller(config, daemon)
         daemon.linkgraph = open_linkgraph(config)
         daemon.sysinfo = check_sysinfo()
-        daemon.device_cgroup = init_exec_driver(config, daemon.sysinfo)
+        daemon.cgroups = init_exec_driver(config, daemon.sysinfo)
+        daemon.stats = init_stats_collector()
         daemon.containers = ContainerStore(daemon.linkgraph)
         restore(daemon)
     except BaseException:
@@ -826,10 +827,11 @@ def open_linkgraph(config):
 
 @boot_step
 def check_sysinfo():
-    """sysinfo.New: which cgroup controllers this host offers; the devices cgroup is required.
+    """sysinfo.New: which cgroup controllers this host offers; a device filter is required.
 
-    Without the devices controller a container keeping CAP_MKNOD could create and open the
-    host's disks, so Docker refuses to start rather than run containers without it.
+    Without the v1 devices controller (or cgroup v2, whose filter is an eBPF program) a
+    container keeping CAP_MKNOD could create and open the host's disks, so Docker refuses to
+    start rather than run containers without it.
     """
     info = SysInfo.probe()
     if not info.devices:
@@ -844,25 +846,38 @@ EXEC_OPTS = {"native.cgroupdriver": ("cgroupfs",)}
 
 @boot_step
 def init_exec_driver(config, sysinfo):
-    """execdrivers.NewDriver: the native exec driver, its --exec-opt settings, and the devices
-    cgroup that confines every container.
+    """execdrivers.NewDriver: the native exec driver, its --exec-opt settings, and the
+    cgroupfs driver that places and limits every container's cgroups.
 
-    Containers keep CAP_MKNOD, so only the devices cgroup stops one from making a node for
-    the host's disk and reading it. On a cgroup v2-only host that needs an eBPF program
-    pydockerd does not load yet, so there containers lose CAP_MKNOD instead (container_command).
+    Containers keep CAP_MKNOD, so only the device filter (v1 devices controller, or the v2
+    eBPF program) stops one from making a node for the host's disk and reading it. Where
+    neither can be had, containers lose CAP_MKNOD instead (container_command).
     """
     for option in config.exec_opts:
         key, sep, value = option.partition("=")
-        key = key.strip().lower()
+        key, value = key.strip().lower(), value.strip()
         if not sep or key not in EXEC_OPTS:
             raise ConfigError("Unknown option %s" % key)
-        if value.strip() not in EXEC_OPTS[key]:
+        if key == "native.cgroupdriver" and value == "systemd":
+            raise ConfigError("native.cgroupdriver=systemd is not supported by pydockerd: it "
+                              "manages cgroups itself through cgroupfs (leave the option out, "
+                              "or use native.cgroupdriver=cgroupfs)")
+        if value not in EXEC_OPTS[key]:
             raise ConfigError("%s=%s is not supported by pydockerd (supported: %s)"
-                              % (key, value.strip(), ", ".join(EXEC_OPTS[key])))
+                              % (key, value, ", ".join(EXEC_OPTS[key])))
+    try:
+        runconfig.ulimits({}, [parse_ulimit(text) for text in config.default_ulimits])
+        parent = cgroups.check_parent(config.cgroup_parent or cgroups.DEFAULT_PARENT)
+    except (errdefs.InvalidParameter, cgroups.CgroupError) as err:
+        raise ConfigError(str(err)) from None
     os.makedirs(os.path.join(config.exec_root, "execdriver", "native"), 0o700, exist_ok=True)
-    if not cgroups.device_cgroup_supported():
-        return None
-    return cgroups.DeviceCgroup(parent=config.cgroup_parent.strip("/"))
+    return cgroups.Driver(sysinfo.hierarchies, sysinfo.cgroup, parent)
+
+
+@boot_step
+def init_stats_collector():
+    """newStatsCollector(1 * time.Second): its thread starts with the first `docker stats`."""
+    return stats_module.Collector(stats_module.INTERVAL)
 
 
 @boot_step
@@ -1199,6 +1214,7 @@ class Container(object):
         self.driver = ""
         self.network_settings = {}  # NetworkSettings, kept by the network controller
         self.running = False
+        self.paused = False       # frozen by `docker pause` (its cgroup's freezer) while running
         self.restarting = False
         self.removing = False
         self.pid = 0
@@ -1215,18 +1231,20 @@ class Container(object):
         self.failed_starts = 0    # wakes attaches that wait for a start which failed
         self.removed = False
         self.monitor = None       # the drivers.monitor.Monitor while the process lives
+        self.cgroup = None        # its cgroups.Manager while the process lives
+        self.oom_killed = False   # the OOM killer struck during the last run
         self.pending_attaches = 0
         self.cond = threading.Condition()
 
-    STATE_KEYS = ("running", "restarting", "pid", "exit_code", "error", "health", "started_at",
-                  "finished_at", "has_been_started", "manually_stopped")
+    STATE_KEYS = ("running", "paused", "restarting", "pid", "exit_code", "error", "health",
+                  "started_at", "finished_at", "has_been_started", "manually_stopped", "oom_killed")
 
     @property
     def status(self):
-        """State.StateString: created, running, restarting, removing or exited (pydockerd has
-        no pause yet, and no removal leaves a container dead)."""
+        """State.StateString: created, running, paused, restarting, removing or exited (no
+        removal leaves a container dead here)."""
         if self.running:
-            return "running"
+            return "paused" if self.paused else "running"
         if self.removing:
             return "removing"
         if self.restarting:
@@ -1320,50 +1338,31 @@ def generate_container_id():
 
 
 class SysInfo(object):
-    """pkg/sysinfo: what the kernel's cgroups can enforce, and the warnings `docker info` shows."""
+    """pkg/sysinfo: what the kernel's cgroups can enforce (cgroups.Features), the hierarchies
+    they come from, and the warnings `docker info` shows."""
 
-    def __init__(self, version, controllers, swap, cfs):
-        self.cgroup_version = version
-        self.controllers = controllers
-        self.memory = "memory" in controllers
-        self.swap = swap
-        self.cpu_shares = "cpu" in controllers
-        self.cfs = cfs
-        self.cpuset = "cpuset" in controllers
-        self.pids = "pids" in controllers
-        self.devices = "devices" in controllers or version == "2"
+    def __init__(self, hierarchies, cgroup):
+        self.hierarchies = hierarchies
+        self.cgroup = cgroup
+        self.cgroup_version = cgroup.version
+        self.devices = bool(cgroup.devices) or cgroup.version == "2"
         self.ip_forward = _read_sysctl("net/ipv4/ip_forward") == "1"
         self.bridge_nf_iptables = _read_sysctl("net/bridge/bridge-nf-call-iptables") == "1"
         self.bridge_nf_ip6tables = _read_sysctl("net/bridge/bridge-nf-call-ip6tables") == "1"
 
     @classmethod
     def probe(cls):
-        """Read the mounted cgroup hierarchies: v2 if /sys/fs/cgroup is cgroup2, else v1."""
-        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            with open("/sys/fs/cgroup/cgroup.controllers") as controllers:
-                names = set(controllers.read().split())
-            return cls("2", names, "memory" in names, "cpu" in names)
-        mounts = cgroups.cgroup_v1_mounts()
-        memory = mounts.get("memory")
-        swap = bool(memory) and os.path.exists(os.path.join(memory, "memory.memsw.limit_in_bytes"))
-        cpu = mounts.get("cpu")
-        cfs = bool(cpu) and os.path.exists(os.path.join(cpu, "cpu.cfs_quota_us"))
-        return cls("1", set(mounts), swap, cfs)
+        """Read the mounted cgroup hierarchies and what each offers."""
+        hierarchies = cgroups.find_hierarchies()
+        return cls(hierarchies, cgroups.probe_features(hierarchies))
 
     @property
     def warnings(self):
         """The same WARNING lines dockerd's `docker info` prints for missing features."""
-        wanted = [(self.memory, "WARNING: No memory limit support"),
-                  (self.swap, "WARNING: No swap limit support"),
-                  (self.cfs, "WARNING: No cpu cfs quota support"),
-                  (self.cfs, "WARNING: No cpu cfs period support"),
-                  (self.cpu_shares, "WARNING: No cpu shares support"),
-                  (self.cpuset, "WARNING: No cpuset support"),
-                  (self.pids, "WARNING: No pids limit support"),
-                  (self.ip_forward, "WARNING: IPv4 forwarding is disabled"),
+        wanted = [(self.ip_forward, "WARNING: IPv4 forwarding is disabled"),
                   (self.bridge_nf_iptables, "WARNING: bridge-nf-call-iptables is disabled"),
                   (self.bridge_nf_ip6tables, "WARNING: bridge-nf-call-ip6tables is disabled")]
-        return [text for present, text in wanted if not present]
+        return self.cgroup.warnings + [text for present, text in wanted if not present]
 
 
 def _read_sysctl(name):
@@ -1456,10 +1455,12 @@ def create_container(daemon, config, host_config, name, networking_config):
     host_config["LogConfig"] = merge_log_config(daemon.config, host_config.get("LogConfig"))
     validate_host_config(host_config)
     validate_healthcheck(config)
+    resource_warnings = verify_container_settings(daemon, host_config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
     network_settings, warnings = daemon.netcontroller.settings_for_create(
         config, host_config, networking_config)
+    warnings = resource_warnings + list(warnings or [])
     children = link_children_for_create(daemon, host_config)
     container = Container(None, generate_container_id())
     container.root = os.path.join(daemon.repository, container.id)
@@ -1576,6 +1577,26 @@ def validate_host_config(host_config):
         raise InvalidParameter(str(err)) from None
 
 
+def verify_container_settings(daemon, host_config):
+    """verifyPlatformContainerSettings: the limits, devices and hardening options, checked
+    against what this host can do, with dockerd's defaults filled in. Returns the warnings."""
+    if host_config.get("CgroupParent"):
+        try:
+            cgroups.check_parent(host_config["CgroupParent"])
+        except cgroups.CgroupError as err:
+            raise InvalidParameter(str(err)) from None
+    warnings = runconfig.adapt(host_config, daemon.sysinfo.cgroup)
+    warnings += runconfig.verify(host_config, daemon.sysinfo.cgroup)
+    runconfig.verify_devices(host_config)
+    runconfig.verify_hardening(host_config, daemon_ulimits(daemon))
+    return warnings
+
+
+def daemon_ulimits(daemon):
+    """--default-ulimit as (name, soft, hard)."""
+    return [parse_ulimit(text) for text in daemon.config.default_ulimits]
+
+
 def merge_log_config(daemon_config, log_config):
     """mergeAndVerifyLogConfig: the daemon's driver when none is named, and its --log-opt
     values under the container's own when the drivers agree. Fixed at create, like dockerd."""
@@ -1623,7 +1644,14 @@ HOST_CONFIG_DEFAULTS = {
     "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
     "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": execdriver.DEFAULT_SHM_SIZE,
     "Runtime": "pydockerd", "ConsoleSize": [0, 0], "Isolation": "", "Memory": 0, "Tmpfs": None,
-    "Mounts": None,
+    "Mounts": None, "CpuShares": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
+    "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
+    "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0,
+    "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "",
+    "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None, "KernelMemory": 0,
+    "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
 }
 
 
@@ -1637,9 +1665,9 @@ def with_host_config_defaults(host_config):
         merged["ShmSize"] = execdriver.DEFAULT_SHM_SIZE
     if merged.get("NetworkMode") in ("", None):
         merged["NetworkMode"] = "default"
-    privileged = merged.get("Privileged")
-    merged["MaskedPaths"] = [] if privileged else list(execdriver.DEFAULT_MASKED_PATHS)
-    merged["ReadonlyPaths"] = [] if privileged else list(execdriver.DEFAULT_READONLY_PATHS)
+    unconfined = merged.get("Privileged") or runconfig.security_opt(merged, "systempaths=unconfined")
+    merged["MaskedPaths"] = [] if unconfined else list(execdriver.DEFAULT_MASKED_PATHS)
+    merged["ReadonlyPaths"] = [] if unconfined else list(execdriver.DEFAULT_READONLY_PATHS)
     return merged
 
 
@@ -1807,15 +1835,14 @@ def spawn_container_monitor(daemon, container, rootfs):
     state_dir = monitor_state_dir(daemon, container.id)
     shutil.rmtree(state_dir, ignore_errors=True)
     os.makedirs(state_dir, 0o700)
-    if daemon.device_cgroup:
-        daemon.device_cgroup.create(container.id, bool(container.host_config.get("Privileged")))
+    container.cgroup = create_cgroups(daemon, container, state_dir)
     local_log = container_log(container)
     monitor = daemon.fork_server.spawn_monitor(
         state_dir, start_command(daemon, container, rootfs, sandbox), log_driver=log_config["Type"],
         log_opts=log_config.get("Config") or {}, log_path=local_log.path if local_log else "",
         log_info=container_log_info(container), start=False)
     try:
-        join_device_cgroup(daemon, container.id, monitor)
+        join_cgroups(container, monitor)
         daemon.netcontroller.join(container, monitor)
     except BaseException:
         kill_at_gate(monitor)
@@ -1832,11 +1859,36 @@ def container_log_info(container):
         env=container.config.get("Env") or [], labels=container.config.get("Labels") or {})
 
 
-def join_device_cgroup(daemon, container_id, monitor):
-    """Move a process waiting at the exec gate into the container's devices cgroup, before
-    it runs any code of the image."""
-    if daemon.device_cgroup:
-        daemon.device_cgroup.load(container_id).add(monitor.init_pid)
+# The container's cgroup directories, recorded beside its monitor so that a restarted daemon
+# finds them whatever --cgroup-parent it runs with then (libcontainer's state.json did this).
+CGROUPS_FILE = "cgroups.json"
+
+
+def create_cgroups(daemon, container, state_dir):
+    """The container's cgroups with its limits and device filter, made before its process
+    exists; their paths recorded in the state directory."""
+    host = container.host_config
+    manager = daemon.cgroups.manager(container.id, host.get("CgroupParent") or "")
+    manager.create(runconfig.resources(host), runconfig.device_rules(host))
+    ioutils.atomic_write_file(os.path.join(state_dir, CGROUPS_FILE),
+                              json.dumps(manager.paths).encode(), 0o600)
+    return manager
+
+
+def load_cgroups(daemon, container):
+    """The cgroups of a container that ran while the daemon was away (None if unrecorded)."""
+    try:
+        with open(os.path.join(monitor_state_dir(daemon, container.id), CGROUPS_FILE)) as f:
+            return daemon.cgroups.load(json.load(f))
+    except (OSError, ValueError):
+        return None
+
+
+def join_cgroups(container, monitor):
+    """Move a process waiting at the exec gate into the container's cgroups, before it runs
+    any code of the image (the container's init, and each `docker exec` process)."""
+    if container.cgroup is not None:
+        container.cgroup.apply(monitor.init_pid)
 
 
 def kill_at_gate(monitor):
@@ -1847,12 +1899,14 @@ def kill_at_gate(monitor):
         pass
 
 
-def remove_device_cgroup(daemon, container_id):
-    if daemon.device_cgroup:
+def remove_cgroups(container, manager):
+    """The process has exited: remove its cgroups (the caller, who took the manager off the
+    container, holds no lock: the last processes may take a moment to leave)."""
+    if manager is not None:
         try:
-            daemon.device_cgroup.load(container_id).remove()
+            manager.destroy()
         except cgroups.CgroupError as err:
-            log.error("Error removing the devices cgroup of %s: %s", container_id[:12], err)
+            log.error("Error removing the cgroups of %s: %s", container.id[:12], err)
 
 
 def set_console_size(monitor, tty, size):
@@ -1903,7 +1957,9 @@ def start_error(err):
 
 
 def record_start_failure(daemon, container, err):
-    remove_device_cgroup(daemon, container.id)
+    with container.cond:
+        manager, container.cgroup = container.cgroup, None
+    remove_cgroups(container, manager)
     with container.cond:
         container.exit_code, container.error = err.exit_code, err.message
         container.failed_starts += 1
@@ -1917,7 +1973,7 @@ def mark_running(daemon, container, monitor, restart):
     """The process runs: record it (a restart counts in RestartCount), say so, watch it."""
     with container.cond:
         container.restart_count += 1 if restart else 0
-        container.running, container.restarting = True, False
+        container.running, container.restarting, container.oom_killed = True, False, False
         container.pid, container.exit_code, container.error = monitor.init_pid, 0, ""
         container.started_at = logger.format_time(time.time_ns())
         container.has_been_started = True
@@ -1939,9 +1995,15 @@ def container_exited(daemon, container, monitor):
     state = monitor.wait(timeout=None)
     if state.get("exit_code") is None:  # the monitor itself died: its process must not linger
         monitor_module.kill_orphan(monitor.state_dir)
+    # The cgroups go before anyone can see the container stopped: a start that follows at
+    # once (docker restart) makes the same directories again.
+    oom_killed = cgroup_oom_killed(container)
+    daemon.stats.stop_collection(container.id)
+    remove_cgroups(container, container.cgroup)
     with container.cond:
         ran_for = time.time() - unix_seconds(container.started_at)
         container.running, container.monitor, container.pid = False, None, 0
+        container.paused, container.oom_killed, container.cgroup = False, oom_killed, None
         container.exit_code = state.get("exit_code")
         container.exit_code = 255 if container.exit_code is None else container.exit_code
         container.finished_at = logger.format_time(time.time_ns())
@@ -1955,13 +2017,32 @@ def container_exited(daemon, container, monitor):
         daemon.graph.unmount_rw_layer(container.id)
     except (OSError, KeyError, errdefs.DockerError) as err:
         log.error("Error unmounting container %s: %s", container.id[:12], err)
-    remove_device_cgroup(daemon, container.id)
+    if oom_killed:
+        daemon.events.log("container", "oom", container.id, container.event_attributes())
     daemon.events.log("container", "die", container.id,
                       container.event_attributes(exitCode=str(container.exit_code)))
     if restart:
         schedule_restart(daemon, container, ran_for)
     elif container.host_config.get("AutoRemove"):
         remove_container(daemon, container, force=True)
+
+
+def cgroup_frozen(container):
+    """Whether the container's freezer holds it (a restarted daemon asks: dockerd asked
+    containerd)."""
+    try:
+        return container.cgroup is not None and container.cgroup.frozen()
+    except (OSError, cgroups.CgroupError):
+        return False
+
+
+def cgroup_oom_killed(container):
+    """Whether the OOM killer took a process of the container (dockerd's OOMKilled)."""
+    manager = container.cgroup
+    try:
+        return manager is not None and manager.oom_kills() > 0
+    except OSError:
+        return False
 
 
 def should_restart(container):
@@ -2042,10 +2123,19 @@ def kill_with_signal(daemon, container, signum):
         if signum in STOP_SIGNALS:
             container.manually_stopped = True
             container.restarting = False
+        # A frozen process only gets the signal once thawed: dockerd resumes a paused
+        # container for the signals that end it (SIGKILL, or its stop signal).
+        resume = container.paused and signum in (
+            signal.SIGKILL, parse_signal(container.config.get("StopSignal") or "SIGTERM"))
     try:
         monitor.signal(signum)
     except monitor_module.MonitorError as err:
         raise errdefs.System("Cannot kill container %s: %s" % (container.id, err)) from None
+    if resume:
+        try:
+            set_paused(daemon, container, False)
+        except errdefs.DockerError as err:
+            log.warning("Cannot unpause container %s: %s", container.id[:12], err)
     daemon.events.log("container", "kill", container.id,
                       container.event_attributes(signal=str(int(signum))))
 
@@ -2177,7 +2267,8 @@ def release_container(daemon, container):
         daemon.graph.release_rw_layer(container.id)
     except NotFound:
         pass  # an earlier attempt released it before failing further on
-    remove_device_cgroup(daemon, container.id)
+    manager, container.cgroup = container.cgroup, None
+    remove_cgroups(container, manager)
     daemon.containers.remove(container)
     shutil.rmtree(container.root, ignore_errors=True)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
@@ -2197,6 +2288,117 @@ def rename_container(daemon, container, new_name):
         daemon.netcontroller.rename(container)
     daemon.events.log("container", "rename", container.id,
                       container.event_attributes(oldName=old_name))
+
+
+def running_cgroup(daemon, container, action):
+    """The cgroups of a running container, for pause, unpause and stats; 409 otherwise."""
+    if not container.running or container.cgroup is None:
+        raise errdefs.Conflict("Container %s is not running" % container.id)
+    if container.restarting:
+        raise errdefs.Conflict("Container %s is restarting, wait until the container is running"
+                               % container.id)
+    if action in ("pause", "unpause") and not daemon.cgroups.features.freezer:
+        raise errdefs.System("Cannot %s container %s: the freezer cgroup is not available"
+                             % (action, container.id))
+    return container.cgroup
+
+
+def set_paused(daemon, container, paused):
+    """daemon.containerPause and containerUnpause: freeze every process of the container
+    where it stands (v1 freezer, or v2 cgroup.freeze), or thaw them again."""
+    action = "pause" if paused else "unpause"
+    with container.cond:
+        manager = running_cgroup(daemon, container, action)
+        if container.paused == paused:
+            raise errdefs.Conflict(("Container %s is already paused" if paused else
+                                    "Container %s is not paused") % container.id)
+        try:
+            manager.freeze() if paused else manager.thaw()
+        except cgroups.CgroupError as err:
+            raise errdefs.System("Cannot %s container %s: %s" % (action, container.id, err)) \
+                from None
+        container.paused = paused
+        container.to_disk()
+        container.cond.notify_all()
+    daemon.events.log("container", action, container.id, container.event_attributes())
+
+
+def update_container(daemon, container, update):
+    """daemon.ContainerUpdate: new limits and restart policy, running or not.
+
+    The new HostConfig is checked like a create; a running container's cgroups are changed
+    first, and if the kernel refuses a value (a memory limit below what it uses), the old
+    values are written back and nothing is saved: the container is as it was.
+    """
+    if not isinstance(update, dict):
+        raise InvalidParameter("json: cannot unmarshal into Go value of type container.UpdateConfig")
+    with container.cond:
+        if container.removing or container.removed:
+            raise errdefs.Conflict("Container %s is marked for removal and cannot be updated"
+                                   % container.id)
+        merged = runconfig.merge_update(container.host_config, update)
+        warnings = runconfig.verify(merged, daemon.sysinfo.cgroup, update=True)
+        if container.running and container.cgroup is not None:
+            try:
+                container.cgroup.update(runconfig.resources(merged))
+            except cgroups.CgroupError as err:
+                raise InvalidParameter("Cannot update container %s: %s" % (container.id, err)) \
+                    from None
+        container.host_config = merged
+        container.write_host_config()
+    daemon.events.log("container", "update", container.id, container.event_attributes())
+    return warnings
+
+
+def container_stats(daemon, container, stream, one_shot, cancelled):
+    """daemon.ContainerStats: the samples to send, from the one stats collector.
+
+    stream=0 waits for a second sample (so precpu_stats is filled) unless one-shot; a
+    container that is not running gives one empty sample then, and ends a stream.
+    """
+    if stream and one_shot:
+        raise InvalidParameter("cannot have stream=true and one-shot=true")
+    if not stream and (not container.running or container.restarting):
+        return iter([stats_module.empty(container.name, container.id)])
+    watcher = daemon.stats.subscribe(container.id, stats_sampler(daemon, container))
+
+    def samples():
+        skip_first = not stream and not one_shot
+        try:
+            while True:
+                try:
+                    sample = watcher.next(timeout=1.0)
+                except queue.Empty:
+                    if cancelled():
+                        return
+                    continue
+                if sample is None:  # the container stopped
+                    if not stream:
+                        yield stats_module.empty(container.name, container.id)
+                    return
+                if skip_first:
+                    skip_first = False  # precpu_stats comes from this one
+                    continue
+                yield sample
+                if not stream:
+                    return
+        finally:
+            watcher.close()
+    return samples()
+
+
+def stats_sampler(daemon, container):
+    """What the stats collector calls once a second for this container."""
+    own_network = container.host_config.get("NetworkMode") != "host"
+
+    def sample():
+        with container.cond:
+            manager, pid = container.cgroup, container.pid
+            if not container.running or manager is None:
+                return None
+        return stats_module.sample(manager, pid, container.name, container.id, memory_total(),
+                                   own_network)
+    return sample
 
 
 SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
@@ -2240,13 +2442,14 @@ def container_command(daemon, container, rootfs):
         read_only=bool(host.get("ReadonlyRootfs")), mounts=mounts,
         shm_size=host.get("ShmSize") or execdriver.DEFAULT_SHM_SIZE,
         cap_add=list(host.get("CapAdd") or []),
-        cap_drop=list(host.get("CapDrop") or []) + ([] if daemon.device_cgroup else ["MKNOD"]),
+        cap_drop=list(host.get("CapDrop") or []) + ([] if daemon.cgroups.features.devices
+                                                     else ["MKNOD"]),
         container_dir=container.root,
         masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"),
-        no_new_privileges=bool({"no-new-privileges", "no-new-privileges:true",
-                                "no-new-privileges=true"} & set(host.get("SecurityOpt") or [])),
-        seccomp=not host.get("Privileged") and not {"seccomp=unconfined", "seccomp:unconfined"}
-        & set(host.get("SecurityOpt") or []))
+        no_new_privileges=runconfig.security_opt(host, "no-new-privileges"),
+        seccomp=not host.get("Privileged") and not runconfig.security_opt(host, "seccomp=unconfined"),
+        ulimits=runconfig.ulimits(host, daemon_ulimits(daemon)),
+        oom_score_adj=host.get("OomScoreAdj") or 0)
 
 
 def start_command(daemon, container, rootfs, sandbox):
@@ -2257,6 +2460,10 @@ def start_command(daemon, container, rootfs, sandbox):
     host = container.host_config
     command.env = merge_env(sandbox.env, command.env)
     command.network = sandbox.mode
+    command.devices = runconfig.devices(host)
+    command.sysctls = runconfig.sysctls(host)
+    command.init = bool(host.get("Init"))
+    command.cgroup_paths = container.cgroup.mount_view()
     command.ipc = namespace_mode(daemon, host.get("IpcMode"), "ipc")
     command.pid = namespace_mode(daemon, host.get("PidMode"), "pid")
     command.uts = namespace_mode(daemon, host.get("UTSMode"), "uts")
@@ -2391,6 +2598,9 @@ def create_exec(daemon, container, request):
         raise InvalidParameter("No exec command specified")
     if not container.running:
         raise errdefs.Conflict("Container %s is not running" % container.id)
+    if container.paused:
+        raise errdefs.Conflict("Container %s is paused, unpause the container before exec"
+                               % container.id)
     exec_config = ExecConfig(container, request)
     daemon.execs.add(exec_config)
     daemon.events.log("container", "exec_create: " + exec_config.description, container.id,
@@ -2463,7 +2673,7 @@ def spawn_exec(daemon, exec_config):
         try:
             monitor = daemon.fork_server.spawn_exec_monitor(state_dir, command, exec_config.process,
                                                             container.pid, start=False)
-            join_device_cgroup(daemon, container.id, monitor)
+            join_cgroups(container, monitor)
         except execdriver.ExecdriverError as err:
             exec_config.exit_code = err.exit_code
             exec_config.exited.set()
@@ -2744,8 +2954,10 @@ def restore_container(daemon, container):
         return
     state_dir = monitor_state_dir(daemon, container.id)
     monitor = monitor_module.adopt(state_dir)
+    container.cgroup = load_cgroups(daemon, container)
     if monitor is not None:
         container.monitor, container.pid = monitor, monitor.init_pid
+        container.paused = cgroup_frozen(container)
         daemon.graph.mount_rw_layer(container.id)
         daemon.netcontroller.restore(container, monitor, link_children(daemon, container))
         watch_container(daemon, container, monitor)
@@ -2755,7 +2967,10 @@ def restore_container(daemon, container):
     monitor_module.kill_orphan(state_dir)
     state = monitor_module.read_state(state_dir)
     daemon.netcontroller.forget(container, link_children(daemon, container))
-    container.running, container.pid = False, 0
+    container.oom_killed = cgroup_oom_killed(container)
+    manager, container.cgroup = container.cgroup, None
+    remove_cgroups(container, manager)
+    container.running, container.pid, container.paused = False, 0, False
     container.exit_code = state.get("exit_code") if state.get("exit_code") is not None else 255
     container.finished_at = logger.format_time(time.time_ns())
     container.to_disk()
@@ -2803,16 +3018,24 @@ def commit_container(daemon, name, config, changes, author="", comment="", repo=
     layer on its image, with its config (or `config`) edited by `changes` (Dockerfile lines,
     BuildFromConfig) and completed from the container's own; tagged `repo`:`tag` if given.
 
-    A running container is committed as it is: pausing it first needs the freezer, which
-    pydockerd does not drive yet, so `pause` (the default) is refused for a running one
-    rather than silently skipped.
+    A running container is paused for the commit (`pause`, the default), so that its layer is
+    not copied while its processes write to it; one paused already stays paused.
     """
     container = daemon.containers.get(name)
     if container.removing:
         raise errdefs.Conflict("You cannot commit container %s which is being removed" % container.id)
-    if pause and container.running:
-        raise errdefs.NotImplemented("pausing a running container for commit is not supported by "
-                                     "pydockerd yet: commit it with --pause=false")
+    pause = pause and container.running and not container.paused
+    if pause:
+        set_paused(daemon, container, True)
+    try:
+        return commit_paused(daemon, container, config, changes, author, comment, repo, tag)
+    finally:
+        if pause:
+            set_paused(daemon, container, False)
+
+
+def commit_paused(daemon, container, config, changes, author, comment, repo, tag):
+    """The commit itself, while the container's processes stand still."""
     new_config = builder.build_from_config(config or container.config, changes)
     new_config = merge_image_config(new_config, container.config)
     image_id = commit.commit_layer(daemon.graph, container.id, container.image_id, new_config,
@@ -2844,10 +3067,6 @@ def export_container(daemon, name, out):
     daemon.events.log("container", "export", container.id, container.event_attributes())
 
 
-# HostConfig limits a build may ask for its RUN steps that this daemon cannot enforce yet:
-# refused before the build starts, never dropped.
-UNENFORCED_BUILD_LIMITS = ("Memory", "MemorySwap", "CpuShares", "CpuPeriod", "CpuQuota", "CpusetCpus",
-                           "CpusetMems", "CgroupParent", "Ulimits")
 BUILD_DIR_PREFIX = "docker-builder"
 
 
@@ -2861,9 +3080,6 @@ def build_image(daemon, options, body, auth_configs, send, client_gone):
     while it exists it is the build cache `docker system df` reports. A client that goes away
     cancels the build: the running step's container is killed and removed.
     """
-    for key in UNENFORCED_BUILD_LIMITS:
-        if options.resources.get(key):
-            raise InvalidParameter("%s for RUN steps is not supported by pydockerd yet" % key)
     client = BuildClient(send, client_gone)
     transcript = []
     output = builder.Output(transcript.append if options.quiet else client.send)
@@ -3210,6 +3426,10 @@ ROUTES = [
     Route("POST", r"/containers/(?P<name>[^/]+)/wait", "post_container_wait"),
     Route("POST", r"/containers/(?P<name>[^/]+)/rename", "post_container_rename"),
     Route("POST", r"/containers/(?P<name>[^/]+)/resize", "post_container_resize"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/pause", "post_container_pause"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/unpause", "post_container_unpause"),
+    Route("POST", r"/containers/(?P<name>[^/]+)/update", "post_container_update"),
+    Route("GET", r"/containers/(?P<name>[^/]+)/stats", "get_container_stats"),
     Route("POST", r"/containers/(?P<name>[^/]+)/attach", "post_container_attach"),
     Route("GET", r"/containers/(?P<name>[^/]+)/logs", "get_container_logs"),
     Route("GET", r"/containers/(?P<name>[^/]+)/changes", "get_container_changes"),
@@ -3832,6 +4052,35 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
                        parse_signal(self.query_value("signal") or "KILL"))
         self.send_no_content()
 
+    def post_container_pause(self, name):
+        set_paused(self.daemon, self.container(name), True)
+        self.send_no_content()
+
+    def post_container_unpause(self, name):
+        set_paused(self.daemon, self.container(name), False)
+        self.send_no_content()
+
+    def post_container_update(self, name):
+        warnings = update_container(self.daemon, self.container(name), self.read_json())
+        self.send_json({"Warnings": warnings})
+
+    def get_container_stats(self, name):
+        """`docker stats`: one sample (stream=0), or one a second until the client or the
+        container goes."""
+        stream = self.query_bool("stream", True)
+        samples = container_stats(self.daemon, self.container(name), stream,
+                                  self.query_bool("one-shot"), self.client_gone)
+        if not stream:
+            self.send_json(next(samples))
+            return
+        self.start_stream(content_type=None)
+        try:
+            for sample in samples:
+                self.write_chunk(json.dumps(sample, separators=(",", ":")).encode() + b"\n")
+            self.end_stream()
+        except OSError:
+            self.close_connection = True
+
     def post_container_rename(self, name):
         rename_container(self.daemon, self.container(name), self.query_value("name"))
         self.send_no_content()
@@ -4063,6 +4312,9 @@ def attach_container(daemon, container, options, detach_keys, hijack):
     counts as pending from before that answer, so the start waits a moment for it to connect
     (connect_waiting_attaches). With a terminal, the detach keys end the attach only.
     """
+    if container.paused:
+        raise errdefs.Conflict("container %s is paused, unpause the container before attach"
+                               % container.name.lstrip("/"))
     streams = {"stdout": options["stdout"], "stderr": options["stderr"]}
     with container.cond:
         container.pending_attaches += 1 if options["stream"] else 0
@@ -4231,8 +4483,8 @@ def inspect_container(daemon, container, size=False):
         "Id": container.id, "Created": container.created, "Path": container.path,
         "Args": container.args,
         "State": {"Status": container.status, "Running": container.running,
-                  "Paused": False, "Restarting": container.restarting,
-                  "OOMKilled": False, "Dead": False, "Pid": container.pid,
+                  "Paused": container.paused, "Restarting": container.restarting,
+                  "OOMKilled": container.oom_killed, "Dead": False, "Pid": container.pid,
                   "ExitCode": container.exit_code, "Error": container.error,
                   "StartedAt": container.started_at, "FinishedAt": container.finished_at},
         "Image": container.image_id,
@@ -4329,6 +4581,8 @@ def container_status_text(container):
     now = time.time()
     if container.running:
         up = human_duration(now - unix_seconds(container.started_at))
+        if container.paused:
+            return "Up %s (Paused)" % up
         if container.health:   # Health.String: "health: starting", "healthy", "unhealthy"
             status = container.health["Status"]
             return "Up %s (%s)" % (up, "health: starting" if status == "starting" else status)
@@ -4602,21 +4856,21 @@ def system_info(daemon, server):
         "DriverStatus": daemon.driver.status(),
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                     "Log": sorted(logger.DRIVERS)},
-        "MemoryLimit": sysinfo.memory,
-        "SwapLimit": sysinfo.swap,
-        "KernelMemory": False,
-        "KernelMemoryTCP": False,
-        "CpuCfsPeriod": sysinfo.cfs,
-        "CpuCfsQuota": sysinfo.cfs,
-        "CPUShares": sysinfo.cpu_shares,
-        "CPUSet": sysinfo.cpuset,
-        "PidsLimit": sysinfo.pids,
+        "MemoryLimit": sysinfo.cgroup.memory,
+        "SwapLimit": sysinfo.cgroup.swap,
+        "KernelMemory": sysinfo.cgroup.kernel_memory,
+        "KernelMemoryTCP": sysinfo.cgroup.kernel_memory_tcp,
+        "CpuCfsPeriod": sysinfo.cgroup.cfs,
+        "CpuCfsQuota": sysinfo.cgroup.cfs,
+        "CPUShares": sysinfo.cgroup.cpu_shares,
+        "CPUSet": sysinfo.cgroup.cpuset,
+        "PidsLimit": sysinfo.cgroup.pids,
         "IPv4Forwarding": sysinfo.ip_forward,
         "BridgeNfIptables": sysinfo.bridge_nf_iptables,
         "BridgeNfIp6tables": sysinfo.bridge_nf_ip6tables,
         "Debug": config.debug,
         "NFd": len(os.listdir("/proc/self/fd")),
-        "OomKillDisable": sysinfo.memory,
+        "OomKillDisable": sysinfo.cgroup.oom_kill_disable,
         "NGoroutines": threading.active_count(),
         "SystemTime": logger.format_time(time.time_ns()),
         "LoggingDriver": config.log_driver,

@@ -35,6 +35,7 @@ import fcntl
 import glob
 import json
 import os
+import resource
 import signal
 import socket
 import stat
@@ -78,6 +79,11 @@ DEFAULT_READONLY_PATHS = [
 ]
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+
+# --ulimit names (pkg/ulimit) and their RLIMIT_* numbers (asm-generic/resource.h).
+RLIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6,
+           "nofile": 7, "memlock": 8, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13,
+           "rtprio": 14, "rttime": 15}
 
 # The OCI default devices (security.md 1.4): name, major, minor; all mode 0666.
 DEFAULT_DEVICES = [
@@ -163,6 +169,19 @@ class Mount:
 
 
 @dataclasses.dataclass
+class Device:
+    """configs.Device: a device node made in the container (--device, and for --privileged
+    every device of the host), with the host node's permission bits and owner."""
+    path: str
+    type: str
+    major: int
+    minor: int
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclasses.dataclass
 class Command:
     """execdriver.Command: everything the driver needs to start a container's init.
 
@@ -205,6 +224,11 @@ class Command:
     no_new_privileges: bool = False
     cgroup_paths: dict = dataclasses.field(default_factory=dict)
     seccomp: bool = True
+    devices: list = dataclasses.field(default_factory=list)
+    ulimits: list = dataclasses.field(default_factory=list)
+    oom_score_adj: int = 0
+    sysctls: dict = dataclasses.field(default_factory=dict)
+    init: bool = False
 
     @classmethod
     def from_dict(cls, data):
@@ -212,6 +236,8 @@ class Command:
         values = dict(data)
         values["mounts"] = [m if isinstance(m, Mount) else Mount(**m)
                             for m in values.get("mounts", [])]
+        values["devices"] = [d if isinstance(d, Device) else Device(**d)
+                             for d in values.get("devices", [])]
         return cls(**values)
 
     def to_dict(self):
@@ -246,6 +272,7 @@ class _Process:
 
     is_init marks the container's first process: it creates a missing working directory
     (an exec'd process fails instead, like runc) and its pty is the container's console.
+    reaper (--init) keeps that first process as pid 1 and runs the command as its child.
     """
     args: list
     env: list
@@ -257,6 +284,9 @@ class _Process:
     no_new_privileges: bool
     seccomp: bool
     is_init: bool
+    ulimits: list
+    oom_score_adj: int
+    reaper: bool = False
 
 
 class Init(object):
@@ -300,7 +330,8 @@ def start(command, stdio):
         user=command.user, group_add=list(command.group_add), tty=command.tty,
         capabilities=capability_mask(command.privileged, command.cap_add, command.cap_drop),
         no_new_privileges=command.no_new_privileges,
-        seccomp=command.seccomp and not command.privileged, is_init=True)
+        seccomp=command.seccomp and not command.privileged, is_init=True,
+        ulimits=list(command.ulimits), oom_score_adj=command.oom_score_adj, reaper=command.init)
     if not process.args:
         raise ExecdriverError("no command specified", 128)
     return _spawn(lambda sync: _run_intermediate(command, process, sync, stdio))
@@ -319,7 +350,8 @@ def exec_process(command, config, container_pid, stdio):
         user=config.user or command.user, group_add=list(command.group_add), tty=config.tty,
         capabilities=capability_mask(privileged, command.cap_add, command.cap_drop),
         no_new_privileges=command.no_new_privileges,
-        seccomp=command.seccomp and not command.privileged, is_init=False)
+        seccomp=command.seccomp and not command.privileged, is_init=False,
+        ulimits=list(command.ulimits), oom_score_adj=command.oom_score_adj)
     if not process.args:
         raise ExecdriverError("no command specified", 128)
     return _spawn(lambda sync: _exec_intermediate(container_pid, process, sync, stdio))
@@ -509,6 +541,8 @@ def _finish_process(process, sync):
     close_fds_except({0, 1, 2, sync.fileno()})
     if process.is_init:
         _make_workdir(process.cwd)
+    _set_rlimits(process.ulimits)
+    _write_proc_file("/proc/self/oom_score_adj", str(process.oom_score_adj))
     _apply_capabilities(process.capabilities)
     if process.seccomp:
         # While still root with CAP_SYS_ADMIN, which installing a filter without
@@ -521,12 +555,82 @@ def _finish_process(process, sync):
     executable = look_path(process.args[0], env.get("PATH", ""))
     _reset_signals()
     _await_start(sync)
+    if process.reaper:
+        _become_reaper(sync)  # returns in the child that goes on to execve
     if process.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     try:
         os.execve(executable, process.args, env)
     except OSError as err:
         raise ExecdriverError("exec %s: %s" % (executable, _strerror(err.errno)))
+
+
+def _set_rlimits(ulimits):
+    """setupRlimits: --ulimit and --default-ulimit (never above the hard limit the process
+    already has: raising that needs CAP_SYS_RESOURCE, and the daemon checked at create)."""
+    for name, soft, hard in ulimits:
+        limits = tuple(resource.RLIM_INFINITY if v == -1 else v for v in (soft, hard))
+        try:
+            resource.setrlimit(RLIMITS[name], limits)
+        except (OSError, ValueError) as err:
+            raise ExecdriverError("error setting rlimit type %s: %s" % (name, err))
+
+
+def _write_proc_file(path, value):
+    """A /proc or /proc/sys file of the container's own (oom_score_adj, --sysctl)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise ExecdriverError("write %s: %s" % (path, _strerror(err.errno)))
+
+
+# The signals the --init reaper passes on to the command (it cannot catch KILL and STOP, and
+# SIGCHLD is its own business).
+_UNFORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
+
+
+def _become_reaper(sync):
+    """--init (tini's job, done by the process that is already pid 1): fork the command; this
+    process stays pid 1, hands every signal on to it, reaps every orphan, and exits with the
+    command's status (128 + the signal when it was killed). Only the child returns.
+
+    pid 1 is made non-dumpable, so nothing in the container can ptrace it or open its
+    /proc/1/exe (the host's interpreter), the hazard of CVE-2019-5736."""
+    everything = signal.valid_signals()
+    signal.pthread_sigmask(signal.SIG_BLOCK, everything)
+    child = os.fork()
+    if child == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        return
+    try:
+        sync.close()  # the child's execve closes its copy: that tells the monitor it started
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        name = ctypes.create_string_buffer(b"docker-init")  # what `ps` shows, as in Docker
+        linux.prctl(linux.PR_SET_NAME, ctypes.addressof(name))
+        for signum in everything - _UNFORWARDED:
+            try:
+                signal.signal(signum, lambda number, frame: _forward(child, number))
+            except (OSError, ValueError, RuntimeError):
+                pass  # glibc's reserved real-time signals
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        while True:
+            pid, status = os.waitpid(-1, 0)
+            if pid == child:
+                os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                         else os.WEXITSTATUS(status))
+    finally:
+        os._exit(255)
+
+
+def _forward(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _await_start(sync):
@@ -556,6 +660,8 @@ def _prepare_rootfs(command):
     _mount_network_files(root, command)
     for mount in sorted(command.mounts, key=lambda m: _clean_path(m.destination).count("/")):
         _mount_user_mount(root, mount)
+    for device in command.devices:
+        _create_device(root, device)
 
 
 def _mount_proc(root):
@@ -586,6 +692,19 @@ def _mount_dev(root, command):
     _mount_shm(os.path.join(dev, "shm"), command)
     linux.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue",
                 linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+def _create_device(root, device):
+    """createDeviceNode: a node for --device (or a host device under --privileged) at its path
+    inside root; a node that is already there (a default device) is kept."""
+    path = secure_join(root, device.path)
+    if os.path.lexists(path):
+        return
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    kind = stat.S_IFBLK if device.type == "b" else stat.S_IFCHR
+    os.mknod(path, kind | device.mode, os.makedev(device.major, device.minor))
+    os.chmod(path, device.mode)
+    os.chown(path, device.uid, device.gid)
 
 
 def _mount_shm(path, command):
@@ -797,6 +916,8 @@ def _finalize_rootfs(command):
     """After pivot_root, in the container's own view: read-only root, masks, read-only paths."""
     if command.read_only:
         _remount_readonly("/")
+    for path, value in sorted(command.sysctls.items()):
+        _write_proc_file("/proc/sys/" + path, value)
     if command.privileged:
         return
     readonly = DEFAULT_READONLY_PATHS if command.readonly_paths is None else command.readonly_paths

@@ -6,7 +6,7 @@ in 3.12, so the daemon binds them from libc itself. Every call raises OSError wi
 a message naming the call and its arguments, like Go's syscall errors wrapped by Docker.
 
 Where libc has a wrapper (mount, umount2, unshare, setns, sethostname, prctl) it is used, so
-no syscall number is needed; pivot_root and capset have none in glibc, so their numbers come
+no syscall number is needed; pivot_root, capset and bpf have none in glibc, so their numbers come
 from SYSCALLS, keyed by architecture (never assume x86_64).
 """
 import ctypes
@@ -64,12 +64,12 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # System calls glibc has no wrapper for, by machine (asm/unistd*.h of each architecture).
 SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "capget": 125, "rt_sigaction": 13},
-    "aarch64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134},
-    "armv7l": {"pivot_root": 218, "capset": 185, "capget": 184, "rt_sigaction": 174},
-    "ppc64le": {"pivot_root": 203, "capset": 184, "capget": 183, "rt_sigaction": 173},
-    "s390x": {"pivot_root": 217, "capset": 185, "capget": 184, "rt_sigaction": 174},
-    "riscv64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134},
+    "x86_64": {"pivot_root": 155, "capset": 126, "capget": 125, "rt_sigaction": 13, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134, "bpf": 280},
+    "armv7l": {"pivot_root": 218, "capset": 185, "capget": 184, "rt_sigaction": 174, "bpf": 386},
+    "ppc64le": {"pivot_root": 203, "capset": 184, "capget": 183, "rt_sigaction": 173, "bpf": 361},
+    "s390x": {"pivot_root": 217, "capset": 185, "capget": 184, "rt_sigaction": 174, "bpf": 351},
+    "riscv64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134, "bpf": 280},
 }
 
 
@@ -303,6 +303,13 @@ def default_all_signals():
         if signum not in (9, 19):  # SIGKILL and SIGSTOP cannot be changed
             _libc.syscall(ctypes.c_long(number), ctypes.c_int(signum), ctypes.byref(action),
                           None, ctypes.c_size_t(8))
+
+
+def bpf(command, attr):
+    """bpf(2): `attr` is a ctypes buffer holding the command's union bpf_attr; the result
+    (a new file descriptor for the load commands) is returned."""
+    return _check(_libc.syscall(ctypes.c_long(syscall_number("bpf")), ctypes.c_int(command),
+                                attr, ctypes.c_uint(ctypes.sizeof(attr))), "bpf command %d" % command)
 
 
 def go_arch():

@@ -120,7 +120,8 @@ class DaemonProcess(object):
 
     @property
     def cgroup_parent(self):
-        """A devices cgroup parent of this daemon's own, removed at cleanup."""
+        """A cgroup parent of this daemon's own (relative: below the tests' own cgroups),
+        removed at cleanup."""
         return "pydockerd-test-" + os.path.basename(self.dir)
 
     @property
@@ -247,20 +248,22 @@ def process_start_time(pid):
 
 
 def remove_cgroup_parent(parent):
-    """rmdir the daemon's devices cgroup parent and whatever container cgroups it left (ours)."""
-    root = os.path.join("/sys/fs/cgroup/devices", parent)
-    if not os.path.isdir(root):
-        return
-    for child in os.listdir(root):
-        if os.path.isdir(os.path.join(root, child)):
-            try:
-                os.rmdir(os.path.join(root, child))
-            except OSError:
-                pass
-    try:
-        os.rmdir(root)
-    except OSError:
-        pass
+    """rmdir the daemon's cgroup parent in every hierarchy, and whatever container cgroups it
+    left there (ours). A relative parent lies below this process's own cgroups, as the daemon's."""
+    from drivers import cgroups
+    hierarchies = cgroups.find_hierarchies()
+    mounts = [(mountpoint, hierarchies.own.get(name, "/")) for name, mountpoint in hierarchies.v1.items()]
+    if hierarchies.unified:
+        mounts.append((hierarchies.unified, hierarchies.own.get("", "/")))
+    for root in {os.path.join(mountpoint, own.lstrip("/"), parent) for mountpoint, own in mounts}:
+        if not os.path.isdir(root):
+            continue
+        for child in os.listdir(root):
+            if os.path.isdir(os.path.join(root, child)):
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(root, child))
+        with contextlib.suppress(OSError):
+            os.rmdir(root)
 
 
 def unmount_under(directory):

@@ -7,6 +7,7 @@ import tempfile
 import pytest
 
 import pydockerd
+from drivers import cgroups
 from pydockerd import ConfigError
 
 
@@ -94,7 +95,8 @@ def test_sysinfo_finds_the_devices_cgroup_here():
 
 
 def test_sysinfo_warns_for_each_missing_controller():
-    info = pydockerd.SysInfo("1", {"devices"}, swap=False, cfs=False)
+    hierarchies = cgroups.Hierarchies({"devices": "/sys/fs/cgroup/devices"}, "", {})
+    info = pydockerd.SysInfo(hierarchies, cgroups.Features("1", devices="v1"))
     warnings = info.warnings
     for text in ("WARNING: No memory limit support", "WARNING: No swap limit support",
                  "WARNING: No cpu cfs quota support", "WARNING: No cpu shares support",
@@ -103,8 +105,9 @@ def test_sysinfo_warns_for_each_missing_controller():
 
 
 def test_missing_devices_cgroup_stops_the_boot(monkeypatch):
-    monkeypatch.setattr(pydockerd.SysInfo, "probe",
-                        classmethod(lambda cls: cls("1", {"memory"}, False, False)))
+    hierarchies = cgroups.Hierarchies({"memory": "/sys/fs/cgroup/memory"}, "", {})
+    monkeypatch.setattr(pydockerd.SysInfo, "probe", classmethod(
+        lambda cls: cls(hierarchies, cgroups.Features("1", memory=True))))
     with pytest.raises(ConfigError) as err:
         pydockerd.check_sysinfo()
     assert str(err.value) == "Devices cgroup isn't mounted"

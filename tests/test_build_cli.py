@@ -467,8 +467,12 @@ def test_bad_input_leaves_nothing_behind(daemon, files, query, message):
 def test_squash_and_buildkit_only_options_are_refused(daemon):
     status, answer = api_build(daemon, context_tar({"Dockerfile": "FROM busybox\n"}), "&squash=1")
     assert (status, answer["message"]) == (400, "squash is only supported with experimental mode")
-    status, answer = api_build(daemon, context_tar({"Dockerfile": "FROM busybox\n"}), "&memory=64000000")
-    assert status == 400 and "Memory for RUN steps is not supported by pydockerd yet" in answer["message"]
+
+
+def test_run_steps_get_the_builds_memory_limit(daemon):
+    dockerfile = "FROM busybox\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes\n"
+    status, answer = api_build(daemon, context_tar({"Dockerfile": dockerfile}), "&memory=67108864")
+    assert status == 200 and "67108864" in json.dumps(answer), answer
 
 
 def test_a_client_that_disconnects_cancels_the_build(daemon, tmp_path):
@@ -525,10 +529,14 @@ def test_diff_commit_and_export_with_the_cli(daemon, tmp_path):
     assert "tmp/new" in names and "srv" in names and "bin/sh" in names and "bin/vi" not in names
 
 
-def test_commit_of_a_running_container_needs_pause_false(daemon):
+def test_commit_of_a_running_container_pauses_it_meanwhile(daemon):
     daemon.docker("run", "-d", "--network", "none", "--name", "running", "busybox", "sleep", "30")
-    refused = daemon.docker("commit", "running", check=False)
-    assert refused.returncode != 0 and "commit it with --pause=false" in err(refused)
+    since = str(time.time())
+    assert out(daemon.docker("commit", "running")).startswith("sha256:")
+    assert out(daemon.docker("inspect", "-f", "{{.State.Status}}", "running")) == "running"
+    events = out(daemon.docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                               "--filter", "container=running", "--format", "{{.Action}}"))
+    assert events.split() == ["pause", "commit", "unpause"]  # dockerd's order
     assert out(daemon.docker("commit", "--pause=false", "running")).startswith("sha256:")
     gone = daemon.docker("commit", "no-such-container", check=False)
     assert "No such container: no-such-container" in err(gone)

@@ -107,6 +107,7 @@ MOUNT_OPTION_FLAGS = {
     "nodiratime": (False, linux.MS_NODIRATIME), "diratime": (True, linux.MS_NODIRATIME),
     "relatime": (False, linux.MS_RELATIME), "norelatime": (True, linux.MS_RELATIME),
     "strictatime": (False, linux.MS_STRICTATIME), "nostrictatime": (True, linux.MS_STRICTATIME),
+    "bind": (False, linux.MS_BIND), "rbind": (False, linux.MS_BIND | linux.MS_REC),
 }
 
 # Per-mount flags a read-only remount must carry over, or MS_REMOUNT would clear them.

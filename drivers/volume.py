@@ -201,6 +201,8 @@ def _mount_point(spec, validate_bind_source):
         propagation = (spec.get("BindOptions") or {}).get("Propagation") or DEFAULT_PROPAGATION
         if propagation not in PROPAGATION_MODES:
             raise invalid("invalid propagation mode: %s" % propagation)
+        if propagation not in execdriver.PROPAGATION_FLAGS:   # needs a shared root: not yet
+            raise invalid("propagation mode %s is not supported by pydockerd yet" % propagation)
         if spec.get("VolumeOptions"):
             raise invalid("field VolumeOptions must not be specified")
         check_absolute(source, invalid)
@@ -967,7 +969,7 @@ def _exec_mount(service, container_id, mount_point):
     if not mount_point.skip_mountpoint_creation and not os.path.exists(mount_point.source):
         os.makedirs(mount_point.source, 0o755)
     return execdriver.Mount(destination=mount_point.destination, source=mount_point.source,
-                            readonly=readonly)
+                            readonly=readonly, propagation=mount_point.propagation)
 
 
 def unmount_volumes(service, container_id, mount_points):

@@ -224,11 +224,12 @@ def test_system_df_shows_volume_sizes(daemon):
 
 def test_ps_volume_filter_and_the_mounts_of_inspect(daemon, tmp_path):
     daemon.docker("create", "--name", "fc", "--network", "none", "-v", "fv:/data",
-                  "-v", "%s:/b:ro" % tmp_path, "--mount", "type=tmpfs,dst=/t,tmpfs-size=1048576",
-                  "busybox")
+                  "-v", "%s:/b:ro,rslave" % tmp_path, "--mount", "type=tmpfs,dst=/t,tmpfs-size=1048576",
+                  "busybox", "grep", " /t ", "/proc/mounts")
+    assert "size=1024k" in out(daemon.docker("start", "-a", "fc"))
     assert inspect(daemon, "fc")["Mounts"][:2] == [
-        {"Type": "bind", "Source": str(tmp_path), "Destination": "/b", "Mode": "ro", "RW": False,
-         "Propagation": "rprivate"},
+        {"Type": "bind", "Source": str(tmp_path), "Destination": "/b", "Mode": "ro,rslave",
+         "RW": False, "Propagation": "rslave"},
         {"Type": "volume", "Name": "fv", "Source": os.path.join(daemon.root, "volumes/fv/_data"),
          "Destination": "/data", "Driver": "local", "Mode": "z", "RW": True, "Propagation": ""}]
     assert inspect(daemon, "fc")["Mounts"][2]["Type"] == "tmpfs"
@@ -309,6 +310,8 @@ def test_bind_volume_mounts_its_device_and_never_empties_it(daemon, tmp_path):
      "Duplicate mount point: /d"),
     (("run", "--network", "none", "--mount", "type=volume,dst=/d,readonly", "busybox", "true"),
      'invalid mount config for type "volume": must not set ReadOnly mode when using anonymous volumes'),
+    (("run", "--network", "none", "-v", "ok:/d", "-v", "/tmp:/b:rshared", "busybox", "true"),
+     'invalid mount config for type "bind": propagation mode rshared is not supported by pydockerd yet'),
 ])
 def test_bad_input_is_refused_with_dockerds_error_and_nothing_made(daemon, args, message):
     result = daemon.docker(*args, check=False)

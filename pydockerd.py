@@ -1492,7 +1492,8 @@ def create_container(daemon, config, host_config, name, networking_config):
         build_container(daemon, container, config, host_config, image, name, mount_points)
     except BaseException:
         daemon.containers.names.purge(container.id)
-        volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, True)
+        volume.remove_mount_points(daemon.volumes, container.id, container.mount_points,
+                                   remove_anonymous=True)
         try:
             daemon.graph.release_rw_layer(container.id)
         except NotFound:

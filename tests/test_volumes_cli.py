@@ -253,11 +253,13 @@ def test_tmpfs_volume_is_mounted_while_a_container_uses_it(daemon):
     assert host_mounts().get(data) == "tmpfs"   # the second still uses it
     daemon.docker("stop", "-t", "0", second)
     wait_unmounted(data)
-    result = run(daemon, "--rm", "--mount", "type=volume,src=mv,dst=/m,volume-opt=type=tmpfs,"
-                 "volume-opt=device=tmpfs,volume-opt=o=size=1m", "busybox", "sh", "-c",
-                 "grep ' /m ' /proc/mounts")
-    assert out(result).split()[2] == "tmpfs" and "size=1024k" in out(result)
-    assert json.loads(out(daemon.docker("volume", "inspect", "mv")))[0]["Options"]["o"] == "size=1m"
+    result = run(daemon, "--rm", "--mount", "type=volume,src=mv,dst=/m,readonly,volume-opt=type=tmpfs,"
+                 "volume-opt=device=tmpfs,volume-opt=o=size=1m,volume-label=made=here", "busybox",
+                 "sh", "-c", "grep ' /m ' /proc/mounts")
+    fstype, options = out(result).split()[2:4]
+    assert fstype == "tmpfs" and "size=1024k" in options and options.startswith("ro,")
+    made = json.loads(out(daemon.docker("volume", "inspect", "mv")))[0]
+    assert made["Options"]["o"] == "size=1m" and made["Labels"] == {"made": "here"}
 
 
 def test_bind_volume_mounts_its_device_and_never_empties_it(daemon, tmp_path):

@@ -108,6 +108,12 @@ def test_check_create_refuses_in_dockerds_order_and_words():
     volume.check_create("ok", "local", {"type": "none", "device": "/x", "o": "bind", "size": "0"})
 
 
+def test_network_filesystem_addresses_are_resolved_for_the_kernel():
+    assert volume._resolve_address("vers=4,addr=localhost,soft") in (
+        "vers=4,addr=127.0.0.1,soft", "vers=4,addr=::1,soft")
+    assert volume._resolve_address("addr=10.0.0.1") == "addr=10.0.0.1"
+
+
 # -- the service: create, references, remove, filters, prune, restore ---------------------------
 
 def test_create_is_atomic_on_disk_and_reused(service, tmp_path):

@@ -273,12 +273,16 @@ def test_bind_volume_mounts_its_device_and_never_empties_it(daemon, tmp_path):
     assert os.path.join(daemon.root, "volumes", "bv", "_data") not in host_mounts()
     daemon.docker("volume", "rm", "bv")
     assert sorted(os.listdir(device)) == ["new", "old"]
+    daemon.docker("volume", "create", "-o", "type=none", "-o", "o=bind,ro", "-o", "device=%s" % device, "ro")
+    result = run(daemon, "--rm", "-v", "ro:/v", "busybox", "sh", "-c", "cat /v/new; touch /v/x",
+                 check=False)
+    assert out(result) == "new" and "Read-only file system" in err(result)
     failing = daemon.docker("volume", "create", "-o", "type=none", "-o", "o=bind", "-o",
                             "device=%s" % (tmp_path / "missing"), "broken")
     assert failing.returncode == 0   # dockerd mounts at first use: that is where it fails
     result = run(daemon, "--rm", "-v", "broken:/v", "busybox", "true", check=False)
     assert result.returncode == 125 and "failed to mount local volume" in err(result)
-    assert volume_names(daemon) == ["broken"]
+    assert volume_names(daemon) == ["broken", "ro"]
     daemon.docker("volume", "rm", "broken")   # the failed start left no reference behind
 
 

@@ -16,8 +16,10 @@ This file reads top to bottom, in the order Docker 1.8.2's daemon does things:
 The lower layers live in drivers/, one module per Docker package: linux (the syscalls),
 trust (libtrust), graphdriver with vfs/overlay/aufs, archive, graph and tags (the image store),
 registry and distribution (pull and push), execdriver (the container process), monitor (the
-process that owns a running container), logger (json-file logs), and dockerfile, buildcontext,
-builder and commit (`docker build` and `docker commit`).
+process that owns a running container), logger (the log drivers), network (the network
+controller), volume (the local volume driver and a container's mount points), cgroups and
+stats (limits and the stats collector), and dockerfile, buildcontext, builder and commit
+(`docker build` and `docker commit`).
 """
 import argparse
 import base64
@@ -53,7 +55,8 @@ import urllib.parse
 from drivers import (archive, builder, cgroups, commit, distribution, errdefs, execdriver,
                      graph as graph_store, graphdriver, ioutils, iptables, jsontypes, linux, links,
                      logger, monitor as monitor_module, netlink, network as libnetwork, portmapper,
-                     reference, registry, resolver, runconfig, stats as stats_module, tags, trust)
+                     reference, registry, resolver, runconfig, stats as stats_module, tags, trust,
+                     volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -457,6 +460,7 @@ class Daemon(object):
         self.distribution = None
         self.events = None
         self.netcontroller = None  # drivers.network.Controller
+        self.volumes = None        # drivers.volume.VolumeService
         self.linkgraph = None
         self.containers = None
         self.execs = ExecStore()
@@ -513,7 +517,7 @@ def new_daemon(config, registry_service, fork_server):
         configure_kernel_security_support(config, daemon.driver.name)
         daemon.repository = make_containers_dir(config)
         daemon.graph = init_graph(config, daemon)
-        configure_volumes(config)
+        daemon.volumes = configure_volumes(config, daemon)
         daemon.id = load_daemon_id(config)
         init_trust_store(config)
         daemon.events = init_events()
@@ -727,9 +731,15 @@ def container_using_image(daemon, image_id, running=False):
 
 
 @boot_step
-def configure_volumes(config):
-    """configureVolumes: <root>/volumes holds the local volume driver's data."""
-    os.makedirs(os.path.join(config.root, "volumes"), 0o700, exist_ok=True)
+def configure_volumes(config, daemon):
+    """configureVolumes: the local volume driver's volumes under <root>/volumes, loaded from
+    disk; drivers/volume.py owns them from here on. Which containers use each is learnt in
+    restore(), once the containers are loaded; events go through the daemon's event service,
+    made later in the boot."""
+    try:
+        return volume.VolumeService(config.root, lambda *event: daemon.events.log(*event))
+    except OSError as err:
+        raise ConfigError("Error initializing volumes: %s" % err) from None
 
 
 @boot_step
@@ -898,14 +908,17 @@ def restore(daemon):
             daemon.containers.names.set(container.name, container.id)
         if container.network_settings is None:
             container.network_settings = migrate_network_settings(daemon, container)
+        if container.mount_points is None:
+            container.mount_points = migrate_mount_points(container)
         daemon.containers.add(container)
         loaded.append(container)
     for container in loaded:
         restore_container(daemon, container)
+    daemon.volumes.restore([(c.id, c.running, c.mount_points) for c in loaded])
     for container in loaded:
         if container.host_config.get("AutoRemove") and container.has_been_started \
                 and not container.running:
-            remove_container(daemon, container, force=True)
+            remove_container(daemon, container, force=True, remove_volumes=True)
         else:
             restart_after_boot(daemon, container)
     log.debug("Loaded %d containers", len(loaded))
@@ -1013,7 +1026,7 @@ class EventStream(object):
 
 
 def event_matches(message, filters):
-    """events.Filter: type, event, container, image, label and network filters; values OR (but
+    """events.Filter: type, event, container, image, label, network and volume filters; values OR (but
     every label must match), keys AND."""
     attributes = message["Actor"]["Attributes"]
     checks = {
@@ -1024,6 +1037,8 @@ def event_matches(message, filters):
         "image": lambda values: _matches_image(message, values),
         "label": lambda values: all(_matches_label(attributes, value) for value in values),
         "network": lambda values: message["Type"] == "network" and _matches_id_or_name(
+            message["Actor"]["ID"], attributes.get("name"), values),
+        "volume": lambda values: message["Type"] == "volume" and _matches_id_or_name(
             message["Actor"]["ID"], attributes.get("name"), values),
     }
     for key, values in filters.items():
@@ -1213,6 +1228,7 @@ class Container(object):
         self.image_id = ""
         self.driver = ""
         self.network_settings = {}  # NetworkSettings, kept by the network controller
+        self.mount_points = {}      # destination -> drivers.volume.MountPoint
         self.running = False
         self.paused = False       # frozen by `docker pause` (its cgroup's freezer) while running
         self.restarting = False
@@ -1269,7 +1285,9 @@ class Container(object):
         document = {"ID": self.id, "Name": self.name, "Created": self.created, "Path": self.path,
                     "Args": self.args, "Config": self.config, "Image": self.image_id,
                     "Driver": self.driver, "RestartCount": self.restart_count, "State": state,
-                    "NetworkSettings": self.network_settings}
+                    "NetworkSettings": self.network_settings,
+                    "MountPoints": {destination: mount_point.to_dict()
+                                    for destination, mount_point in self.mount_points.items()}}
         ioutils.atomic_write_file(self.config_path, json.dumps(document).encode(), 0o600)
 
     def write_host_config(self):
@@ -1291,6 +1309,11 @@ class Container(object):
         container.image_id, container.driver = document["Image"], document["Driver"]
         container.restart_count = document.get("RestartCount", 0)
         container.network_settings = document.get("NetworkSettings")  # None: made before networking
+        if document.get("MountPoints") is None:  # made before volumes
+            container.mount_points = None
+        else:
+            container.mount_points = {destination: volume.MountPoint.from_dict(data)
+                                      for destination, data in document["MountPoints"].items()}
         for key, value in document.get("State", {}).items():
             if key in cls.STATE_KEYS:
                 setattr(container, key, value)
@@ -1448,7 +1471,8 @@ def create_container(daemon, config, host_config, name, networking_config):
     """daemon.ContainerCreate: check the request, merge the image, make the rw layer, save.
 
     Nothing runs yet; the container is a directory, a writable layer on its image, a name,
-    the networks it will join and its links. Returns it with the warnings for the client.
+    the networks it will join, its links and its volumes. Returns it with the warnings for
+    the client.
     """
     if not isinstance(config, dict) or not isinstance(host_config, dict):
         raise InvalidParameter("config cannot be empty in order to create a container")
@@ -1458,6 +1482,8 @@ def create_container(daemon, config, host_config, name, networking_config):
     resource_warnings = verify_container_settings(daemon, host_config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
+    mount_points = volume.plan_mount_points(host_config, config.get("Volumes"),
+                                            lambda other: daemon.containers.get(other).mount_points)
     network_settings, warnings = daemon.netcontroller.settings_for_create(
         config, host_config, networking_config)
     warnings = resource_warnings + list(warnings or [])
@@ -1469,9 +1495,15 @@ def create_container(daemon, config, host_config, name, networking_config):
     daemon.containers.reserve_name(name, container.id)
     try:
         register_links(daemon, container.id, name, host_config, children)
-        build_container(daemon, container, config, host_config, image, name)
+        build_container(daemon, container, config, host_config, image, name, mount_points)
     except BaseException:
         daemon.containers.names.purge(container.id)
+        volume.remove_mount_points(daemon.volumes, container.id, container.mount_points,
+                                   remove_anonymous=True)
+        try:
+            daemon.graph.release_rw_layer(container.id)
+        except NotFound:
+            pass  # it failed before the layer was made
         shutil.rmtree(container.root, ignore_errors=True)
         raise
     daemon.containers.add(container)
@@ -1535,8 +1567,9 @@ def unique_random_name(daemon):
     raise errdefs.System("could not find a free random container name")
 
 
-def build_container(daemon, container, config, host_config, image, name):
-    """newContainer + setRWLayer + ToDisk: the container's directory and writable layer."""
+def build_container(daemon, container, config, host_config, image, name, mount_points):
+    """newContainer + setRWLayer + registerMountPoints + ToDisk: the container's directory,
+    writable layer and volumes."""
     entrypoint = config.get("Entrypoint") or []
     command = entrypoint + (config.get("Cmd") or [])
     container.name, container.created = name, logger.format_time(time.time_ns())
@@ -1547,8 +1580,21 @@ def build_container(daemon, container, config, host_config, image, name):
     config["Hostname"] = config["Hostname"] or container.id[:12]
     os.makedirs(container.root, 0o710)
     daemon.graph.create_rw_layer(container.id, image.id, init_func=setup_init_layer)
+    container.mount_points = register_volumes(daemon, container.id, mount_points)
     container.write_host_config()
     container.to_disk()
+
+
+def register_volumes(daemon, container_id, mount_points):
+    """The container's volumes made and referenced, and the image's content copied into new
+    ones from its root, mounted for the moment (createContainerOSSpecificSettings)."""
+    if not volume.needs_rootfs(mount_points):
+        return volume.register_mount_points(daemon.volumes, container_id, mount_points, None)
+    rootfs = daemon.graph.mount_rw_layer(container_id)
+    try:
+        return volume.register_mount_points(daemon.volumes, container_id, mount_points, rootfs)
+    finally:
+        daemon.graph.unmount_rw_layer(container_id)
 
 
 def validate_host_config(host_config):
@@ -1564,13 +1610,6 @@ def validate_host_config(host_config):
     for name, value in (("ShmSize", host_config.get("ShmSize")), ("Memory", host_config.get("Memory"))):
         if value is not None and (not isinstance(value, int) or value < 0 or value > 2 ** 62):
             raise InvalidParameter("invalid %s: %r" % (name, value))
-    for bind in host_config.get("Binds") or []:
-        parse_bind(bind)
-    for mount in host_config.get("Mounts") or []:
-        parse_mount(mount)
-    check_bind_sources(host_config)
-    for destination in (host_config.get("Tmpfs") or {}):
-        check_mount_destination(destination)
     try:
         logger.validate_log_opts(host_config["LogConfig"]["Type"], host_config["LogConfig"]["Config"])
     except logger.LogDriverError as err:
@@ -1671,68 +1710,6 @@ def with_host_config_defaults(host_config):
     return merged
 
 
-def parse_bind(spec):
-    """-v /host:/ctr[:ro|rw]: a bind mount. Named and anonymous volumes come with volumes."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidParameter("invalid volume specification: '%s'" % spec)
-    source, destination = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if not os.path.isabs(source):
-        raise InvalidParameter("named volumes are not supported by pydockerd yet: '%s'" % spec)
-    if not set(mode.split(",")) <= {"ro", "rw", "z", "Z", "private", "rprivate", "shared",
-                                     "rshared", "slave", "rslave", "nocopy", "consistent",
-                                     "cached", "delegated"}:
-        raise InvalidParameter("invalid mode: %s" % mode)
-    check_mount_destination(destination)
-    return execdriver.Mount(destination=destination, source=source, readonly="ro" in mode.split(","))
-
-
-def parse_mount(mount):
-    """--mount type=bind|tmpfs: the same mounts in the structured form. Only the form is
-    checked here: whether a bind source exists is a question of the moment
-    (check_bind_sources), and listing a container must never depend on it."""
-    if not isinstance(mount, dict):
-        raise InvalidParameter("invalid mount config")
-    kind, target = mount.get("Type"), mount.get("Target") or ""
-    check_mount_destination(target, kind)
-    if kind == "bind":
-        source = mount.get("Source") or ""
-        if not os.path.isabs(source):
-            raise bind_source_missing(source)
-        return execdriver.Mount(destination=target, source=source, readonly=bool(mount.get("ReadOnly")))
-    if kind == "tmpfs":
-        options = mount.get("TmpfsOptions") or {}
-        data = ",".join(option for option in (
-            "size=%d" % options["SizeBytes"] if options.get("SizeBytes") else "",
-            "mode=%o" % options["Mode"] if options.get("Mode") else "") if option)
-        return execdriver.Mount(destination=target, type="tmpfs", data=data)
-    raise InvalidParameter('invalid mount config: mount type "%s" is not supported by pydockerd yet'
-                           % kind)
-
-
-def check_bind_sources(host_config):
-    """A `--mount type=bind` source must exist (`-v` creates a missing one instead): checked at
-    create and again at every start, because the directory may go in between."""
-    for mount in host_config.get("Mounts") or []:
-        if mount.get("Type") == "bind" and not os.path.exists(mount.get("Source") or ""):
-            raise bind_source_missing(mount.get("Source") or "")
-
-
-def bind_source_missing(source):
-    return InvalidParameter('invalid mount config for type "bind": bind source path does not '
-                            'exist: %s' % source)
-
-
-def check_mount_destination(destination, kind="bind"):
-    if not destination.startswith("/"):
-        raise InvalidParameter('invalid mount config for type "%s": invalid mount path: \'%s\' '
-                               'mount path must be absolute' % (kind, destination))
-    if os.path.normpath(destination) == "/":
-        raise InvalidParameter('invalid mount config for type "%s": invalid specification: '
-                               "destination can't be '/'" % kind)
-
-
 def setup_init_layer(root):
     """setupInitLayer: the files and mount points every container needs, in the -init layer.
 
@@ -1774,7 +1751,7 @@ def start_container(daemon, container, restart=False):
         if container.removing or container.removed:
             raise errdefs.Conflict("Container %s is marked for removal and cannot be started"
                                    % container.id)
-        check_bind_sources(container.host_config)
+        volume.check_bind_sources(container.mount_points)
         container.manually_stopped = False
         rootfs = daemon.graph.mount_rw_layer(container.id)
         try:
@@ -1810,13 +1787,14 @@ def failed_start(daemon, container, monitor, err):
         daemon.graph.unmount_rw_layer(container.id)
     except (OSError, KeyError, errdefs.DockerError) as unmount_error:
         log.error("Error unmounting container %s: %s", container.id[:12], unmount_error)
+    volume.unmount_volumes(daemon.volumes, container.id, container.mount_points)
     if not isinstance(err, execdriver.ExecdriverError):
         log.error("Error starting container %s: %s", container.id[:12], err)
         err = execdriver.ExecdriverError(str(err) or err.__class__.__name__, 128)
     record_start_failure(daemon, container, err)
     if container.host_config.get("AutoRemove"):
         try:
-            remove_container(daemon, container, force=True)
+            remove_container(daemon, container, force=True, remove_volumes=True)
         except errdefs.DockerError as remove_error:
             log.error("can't remove container %s: %s", container.id[:12], remove_error)
     return start_error(err)
@@ -2017,6 +1995,7 @@ def container_exited(daemon, container, monitor):
         daemon.graph.unmount_rw_layer(container.id)
     except (OSError, KeyError, errdefs.DockerError) as err:
         log.error("Error unmounting container %s: %s", container.id[:12], err)
+    volume.unmount_volumes(daemon.volumes, container.id, container.mount_points)
     if oom_killed:
         daemon.events.log("container", "oom", container.id, container.event_attributes())
     daemon.events.log("container", "die", container.id,
@@ -2024,7 +2003,7 @@ def container_exited(daemon, container, monitor):
     if restart:
         schedule_restart(daemon, container, ran_for)
     elif container.host_config.get("AutoRemove"):
-        remove_container(daemon, container, force=True)
+        remove_container(daemon, container, force=True, remove_volumes=True)
 
 
 def cgroup_frozen(container):
@@ -2226,8 +2205,9 @@ def resize_container(daemon, container, height, width):
         height=str(height), width=str(width)))
 
 
-def remove_container(daemon, container, force=False):
-    """daemon.ContainerRm: refuse a running container unless forced; then drop every trace.
+def remove_container(daemon, container, force=False, remove_volumes=False):
+    """daemon.ContainerRm: refuse a running container unless forced; then drop every trace
+    (with remove_volumes, `rm -v`, its anonymous volumes too).
 
     If a step fails (a busy mount, a full disk), the container stays registered and may be
     removed again later, rather than being stuck "in removal" for good.
@@ -2241,7 +2221,7 @@ def remove_container(daemon, container, force=False):
         container.removing = True
         container.restarting = False
     try:
-        release_container(daemon, container)
+        release_container(daemon, container, remove_volumes)
     except Exception as err:
         with container.cond:
             container.removing = False
@@ -2254,8 +2234,9 @@ def remove_container(daemon, container, force=False):
     daemon.events.log("container", "destroy", container.id, container.event_attributes())
 
 
-def release_container(daemon, container):
-    """Stop the process if it runs, then delete the layer, cgroup, name, files and state."""
+def release_container(daemon, container, remove_volumes):
+    """Stop the process if it runs, then delete the layer, cgroup, name, files and state, and
+    give back its volumes."""
     if container.running:
         container.manually_stopped = True
         try:
@@ -2272,6 +2253,7 @@ def release_container(daemon, container):
     daemon.containers.remove(container)
     shutil.rmtree(container.root, ignore_errors=True)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
+    volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, remove_volumes)
 
 
 def rename_container(daemon, container, new_name):
@@ -2429,17 +2411,13 @@ def container_command(daemon, container, rootfs):
     the container itself starts (start_command).
     """
     config, host = container.config, container.host_config
-    mounts = [parse_bind(bind) for bind in host.get("Binds") or []]
-    mounts += [parse_mount(mount) for mount in host.get("Mounts") or []]
-    mounts += [execdriver.Mount(destination=path, type="tmpfs", data=options or "")
-               for path, options in (host.get("Tmpfs") or {}).items()]
     return execdriver.Command(
         id=container.id, rootfs=rootfs, args=[container.path] + container.args,
         env=container_env(config), cwd=config.get("WorkingDir") or "/", user=config.get("User") or "",
         group_add=list(host.get("GroupAdd") or []), hostname=config.get("Hostname", ""),
         domainname=config.get("Domainname") or "", tty=bool(config.get("Tty")),
         open_stdin=bool(config.get("OpenStdin")), privileged=bool(host.get("Privileged")),
-        read_only=bool(host.get("ReadonlyRootfs")), mounts=mounts,
+        read_only=bool(host.get("ReadonlyRootfs")),
         shm_size=host.get("ShmSize") or execdriver.DEFAULT_SHM_SIZE,
         cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []) + ([] if daemon.cgroups.features.devices
@@ -2454,8 +2432,8 @@ def container_command(daemon, container, rootfs):
 
 def start_command(daemon, container, rootfs, sandbox):
     """The Command for the container's own start: its namespaces resolved (a container:<id>
-    mode needs that container running now), the --link variables added, and missing
-    bind-mount sources created, as `-v /host:/ctr` does in dockerd."""
+    mode needs that container running now), the --link variables added, and its mounts:
+    volumes mounted, missing -v sources created (drivers/volume.py setup_mounts)."""
     command = container_command(daemon, container, rootfs)
     host = container.host_config
     command.env = merge_env(sandbox.env, command.env)
@@ -2467,9 +2445,8 @@ def start_command(daemon, container, rootfs, sandbox):
     command.ipc = namespace_mode(daemon, host.get("IpcMode"), "ipc")
     command.pid = namespace_mode(daemon, host.get("PidMode"), "pid")
     command.uts = namespace_mode(daemon, host.get("UTSMode"), "uts")
-    for mount in command.mounts:
-        if mount.type == "bind" and not os.path.exists(mount.source):
-            os.makedirs(mount.source, 0o755)
+    command.mounts = volume.setup_mounts(daemon.volumes, container.id, container.mount_points,
+                                         host.get("Tmpfs") or {})
     return command
 
 
@@ -2988,6 +2965,16 @@ def migrate_network_settings(daemon, container):
     return settings
 
 
+def migrate_mount_points(container):
+    """A container made before volumes existed had only binds and tmpfs mounts: its mount
+    points are those its HostConfig names (one that no longer parses is dropped, and said)."""
+    try:
+        return volume.plan_mount_points(container.host_config, None, lambda other: {})
+    except errdefs.DockerError as err:
+        log.warning("container %s: %s", container.id[:12], err)
+        return {}
+
+
 def restart_after_boot(daemon, container):
     """Containers that are not running but whose policy says so start with the daemon.
 
@@ -3448,6 +3435,11 @@ ROUTES = [
     Route("DELETE", r"/networks/(?P<name>[^/]+)", "delete_network"),
     Route("POST", r"/networks/(?P<name>[^/]+)/connect", "post_network_connect"),
     Route("POST", r"/networks/(?P<name>[^/]+)/disconnect", "post_network_disconnect"),
+    Route("GET", r"/volumes", "get_volumes"),
+    Route("POST", r"/volumes/create", "post_volumes_create"),
+    Route("POST", r"/volumes/prune", "post_volumes_prune"),
+    Route("GET", r"/volumes/(?P<name>[^/]+)", "get_volume"),
+    Route("DELETE", r"/volumes/(?P<name>[^/]+)", "delete_volume"),
 ]
 
 
@@ -4088,7 +4080,8 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
     def delete_container(self, name):
         if self.query_bool("link"):
             raise errdefs.Conflict("Conflict, cannot remove the default link name of the container")
-        remove_container(self.daemon, self.container(name), force=self.query_bool("force"))
+        remove_container(self.daemon, self.container(name), force=self.query_bool("force"),
+                         remove_volumes=self.query_bool("v"))
         self.send_no_content()
 
     def delete_container_link(self, parent, alias):
@@ -4212,6 +4205,24 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         jsontypes.check(body, libnetwork.NETWORK_DISCONNECT, "NetworkDisconnect")
         disconnect_network(self.daemon, name, body.get("Container") or "", bool(body.get("Force")))
         self.send_no_content(200)
+
+    # -- volumes (api/server/router/volume) -------------------------------------------------
+
+    def get_volumes(self):
+        self.send_json(self.daemon.volumes.list_volumes(self.query_filters()))
+
+    def post_volumes_create(self):
+        self.send_json(self.daemon.volumes.create_volume(self.read_json()), 201)
+
+    def get_volume(self, name):
+        self.send_json(self.daemon.volumes.inspect(name))
+
+    def delete_volume(self, name):
+        self.daemon.volumes.remove(name, force=self.query_bool("force"))
+        self.send_no_content()
+
+    def post_volumes_prune(self):
+        self.send_json(self.daemon.volumes.prune(self.query_filters()))
 
     def progress_stream(self, started=False):
         return ProgressStream(self, started)
@@ -4499,7 +4510,7 @@ def inspect_container(daemon, container, size=False):
         "HostConfig": container.host_config,
         "GraphDriver": {"Name": container.driver,
                         "Data": daemon.graph.rw_layer_metadata(container.id)},
-        "Mounts": container_mounts(container),
+        "Mounts": volume.inspect_mounts(container.mount_points),
         "Config": container.config,
         "NetworkSettings": container.network_settings,
     }
@@ -4512,13 +4523,13 @@ def inspect_container(daemon, container, size=False):
 
 def system_df(daemon):
     """GET /system/df (`docker system df`): images with the containers using each, every
-    container with its sizes, and the build cache. No volumes yet."""
+    container with its sizes, the local volumes with theirs, and the build cache."""
     containers = daemon.containers.all()
     usage = daemon.graph.disk_usage([c.image_id for c in containers])
     build_cache = [record for _, record in build_cache_records(daemon)]
     return {"LayersSize": usage["LayersSize"], "Images": usage["Images"],
             "Containers": [container_summary(daemon, c, True) for c in containers],
-            "Volumes": [], "BuildCache": build_cache or None,
+            "Volumes": daemon.volumes.disk_usage(), "BuildCache": build_cache or None,
             "BuilderSize": sum(record["Size"] for record in build_cache)}
 
 
@@ -4527,16 +4538,6 @@ def container_sizes(daemon, container):
     size_rw = daemon.graph.rw_layer_size(container.id)
     return {"SizeRw": size_rw,
             "SizeRootFs": size_rw + daemon.graph.rw_layer_parent_size(container.id)}
-
-
-def container_mounts(container):
-    """The Mounts list of inspect and ps: the container's bind mounts."""
-    host = container.host_config
-    mounts = [parse_bind(bind) for bind in host.get("Binds") or []]
-    mounts += [parse_mount(mount) for mount in host.get("Mounts") or []]
-    return [{"Type": mount.type, "Source": mount.source, "Destination": mount.destination,
-             "Mode": "ro" if mount.readonly else "", "RW": not mount.readonly,
-             "Propagation": "rprivate" if mount.type == "bind" else ""} for mount in mounts]
 
 
 def container_ports(container):
@@ -4609,7 +4610,7 @@ def container_summary(daemon, container, size):
                "Status": container_status_text(container),
                "HostConfig": {"NetworkMode": container.host_config.get("NetworkMode", "default")},
                "NetworkSettings": {"Networks": container.network_settings.get("Networks") or {}},
-               "Mounts": container_mounts(container)}
+               "Mounts": volume.inspect_mounts(container.mount_points)}
     if size:
         summary.update(container_sizes(daemon, container))
     return summary
@@ -4652,6 +4653,7 @@ def container_matches(daemon, container, filters):
         "publish": lambda v: port_filter_matches(v, container.host_config.get("PortBindings")),
         "expose": lambda v: port_filter_matches(v, container.config.get("ExposedPorts")),
         "health": lambda v: health_status(container) == v,
+        "volume": lambda v: volume.uses_volume(container.mount_points, v),
     }
     for key, values in filters.items():
         if key in ("before", "since"):

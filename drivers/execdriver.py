@@ -113,6 +113,13 @@ MOUNT_OPTION_FLAGS = {
     "nodiratime": (False, linux.MS_NODIRATIME), "diratime": (True, linux.MS_NODIRATIME),
     "relatime": (False, linux.MS_RELATIME), "norelatime": (True, linux.MS_RELATIME),
     "strictatime": (False, linux.MS_STRICTATIME), "nostrictatime": (True, linux.MS_STRICTATIME),
+    "bind": (False, linux.MS_BIND), "rbind": (False, linux.MS_BIND | linux.MS_REC),
+}
+
+# A bind's propagation (mount.Propagation) -> the flags that set it after the bind.
+PROPAGATION_FLAGS = {
+    "private": linux.MS_PRIVATE, "rprivate": linux.MS_PRIVATE | linux.MS_REC,
+    "slave": linux.MS_SLAVE, "rslave": linux.MS_SLAVE | linux.MS_REC,
 }
 
 # Per-mount flags a read-only remount must carry over, or MS_REMOUNT would clear them.
@@ -160,12 +167,15 @@ class Mount:
     """execdriver.Mount: a bind mount (source -> destination) or a tmpfs (destination, data).
 
     data holds tmpfs options as `--tmpfs` takes them ("size=64m,mode=1777,noexec").
+    propagation is a bind's: rprivate (the default), private, rslave or slave (a slave sees
+    what the host mounts below the source later; the container's own mounts stay its own).
     """
     destination: str
     type: str = "bind"
     source: str = ""
     readonly: bool = False
     data: str = ""
+    propagation: str = "rprivate"
 
 
 @dataclasses.dataclass
@@ -780,12 +790,12 @@ def _mount_user_mount(root, mount):
         with _pinned_target(root, destination, directory=True) as target:
             linux.mount("tmpfs", target, "tmpfs", flags, data or None)
     elif mount.type == "bind":
-        _bind_mount(root, mount.source, destination, mount.readonly)
+        _bind_mount(root, mount.source, destination, mount.readonly, mount.propagation)
     else:
         raise ExecdriverError("unsupported mount type %r for %s" % (mount.type, destination))
 
 
-def _bind_mount(root, source, destination, readonly):
+def _bind_mount(root, source, destination, readonly, propagation="rprivate"):
     try:
         directory = stat.S_ISDIR(os.stat(source).st_mode)
     except OSError as err:
@@ -794,7 +804,7 @@ def _bind_mount(root, source, destination, readonly):
         linux.mount(source, target, None, linux.MS_BIND | linux.MS_REC)
     # Re-resolve: the pinned descriptor still names the directory under the new mount.
     with _pinned_target(root, destination, directory=directory) as target:
-        linux.mount(None, target, None, linux.MS_PRIVATE | linux.MS_REC)
+        linux.mount(None, target, None, PROPAGATION_FLAGS[propagation])
         if readonly:
             _remount_readonly(target)
 

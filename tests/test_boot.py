@@ -119,6 +119,7 @@ def test_restore_skips_a_corrupt_container(tmp_path):
     daemon = pydockerd.Daemon(config)
     daemon.repository = pydockerd.make_containers_dir(config)
     daemon.containers = pydockerd.ContainerStore(pydockerd.LinkGraph(str(tmp_path / "links.db")))
+    daemon.volumes = pydockerd.configure_volumes(config, daemon)
     good = pydockerd.Container(os.path.join(daemon.repository, "a" * 64), "a" * 64)
     good.name, good.created, good.path = "/good", pydockerd.logger.format_time(0), "true"
     os.makedirs(good.root)

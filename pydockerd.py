@@ -53,10 +53,10 @@ import traceback
 import urllib.parse
 
 from drivers import (archive, builder, cgroups, commit, distribution, errdefs, execdriver,
-                     graph as graph_store, graphdriver, ioutils, iptables, jsontypes, linux, links,
-                     logger, monitor as monitor_module, netlink, network as libnetwork, portmapper,
-                     reference, registry, resolver, runconfig, stats as stats_module, tags, trust,
-                     volume)
+                     graph as graph_store, graphdriver, health, ioutils, iptables, jsontypes, linux,
+                     links, logger, monitor as monitor_module, netlink, network as libnetwork,
+                     portmapper, reference, registry, resolver, runconfig, stats as stats_module,
+                     tags, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -1478,7 +1478,7 @@ def create_container(daemon, config, host_config, name, networking_config):
         raise InvalidParameter("config cannot be empty in order to create a container")
     host_config["LogConfig"] = merge_log_config(daemon.config, host_config.get("LogConfig"))
     validate_host_config(host_config)
-    validate_healthcheck(config)
+    health.validate(config)
     resource_warnings = verify_container_settings(daemon, host_config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
@@ -1669,8 +1669,8 @@ def merge_image_config(config, image_config):
         merged["Entrypoint"] = None  # `--entrypoint ""` (and a build's RUN): no entrypoint at all
     if not (merged.get("Entrypoint") or merged.get("Cmd")):
         raise InvalidParameter("No command specified")
-    merged["Healthcheck"] = merge_healthcheck(merged.get("Healthcheck"),
-                                              image_config.get("Healthcheck"))
+    merged["Healthcheck"] = health.merge(merged.get("Healthcheck"),
+                                         image_config.get("Healthcheck"))
     return merged
 
 
@@ -2726,91 +2726,12 @@ def inspect_exec(exec_config):
             "Pid": exec_config.pid}
 
 
-# -- the healthcheck (daemon/health.go) --------------------------------------------------------
-
-HEALTHCHECK_DEFAULTS = {"Interval": 30 * 10 ** 9, "Timeout": 30 * 10 ** 9, "StartPeriod": 0,
-                        "Retries": 3}
-MIN_HEALTHCHECK_DURATION = 10 ** 6   # container.MinimumDuration, 1 ms
-MAX_HEALTH_LOG = 5                    # maxLogEntries: the probes inspect shows
-MAX_PROBE_OUTPUT = 4096               # maxOutputLen: what a probe's output keeps
-
-
-def validate_healthcheck(config):
-    """verifyContainerSettings for Config.Healthcheck: durations of 1 ms at least (0: the
-    image's or the default), retries not negative."""
-    healthcheck = config.get("Healthcheck") or {}
-    for key in ("Interval", "Timeout", "StartPeriod"):
-        value = healthcheck.get(key) or 0
-        if not isinstance(value, int) or (value and value < MIN_HEALTHCHECK_DURATION):
-            raise InvalidParameter("%s in Healthcheck cannot be less than 1ms" % key)
-    retries = healthcheck.get("Retries") or 0
-    if not isinstance(retries, int) or retries < 0:
-        raise InvalidParameter("Retries in Healthcheck cannot be negative")
-
-
-def merge_healthcheck(healthcheck, image_healthcheck):
-    """runconfig.Merge for the healthcheck: the image's fills in what the request leaves
-    zero (`--health-interval` alone keeps the image's test)."""
-    if not image_healthcheck:
-        return healthcheck
-    if healthcheck is None:
-        return dict(image_healthcheck)
-    merged = dict(healthcheck)
-    for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
-        if not merged.get(key) and image_healthcheck.get(key):
-            merged[key] = image_healthcheck[key]
-    return merged
-
-
-def health_probe(config):
-    """getProbe: the command a probe runs, or None without a healthcheck (`NONE`, which
-    `--no-healthcheck` sends, turns the image's off)."""
-    test = (config.get("Healthcheck") or {}).get("Test") or []
-    if test[:1] == ["CMD"] and len(test) > 1:
-        return test[1:]
-    if test[:1] == ["CMD-SHELL"] and len(test) > 1:
-        return (config.get("Shell") or ["/bin/sh", "-c"]) + test[1:]
-    return None
-
-
-def health_setting(config, key):
-    return (config.get("Healthcheck") or {}).get(key) or HEALTHCHECK_DEFAULTS[key]
-
-
-def start_health_monitor(daemon, container, monitor):
-    """initHealthMonitor: at each start a container with a healthcheck is "starting" again
-    (its failing streak reset, its log kept), and a thread probes it every Interval for as
-    long as this run of the container lasts."""
-    probe = health_probe(container.config)
-    if probe is None:
-        return
-    with container.cond:
-        container.health = dict(container.health or {"Log": []}, Status="starting",
-                                FailingStreak=0)
-    threading.Thread(target=monitor_health, args=(daemon, container, monitor, probe),
-                     name="health " + container.id[:12], daemon=True).start()
-
-
-def monitor_health(daemon, container, monitor, probe):
-    interval = health_setting(container.config, "Interval") / 1e9
-    while True:
-        with container.cond:   # the exit of this run wakes it: it ends with the run
-            if container.cond.wait_for(lambda: container.monitor is not monitor, interval):
-                return
-        result = run_health_probe(daemon, container, probe)
-        with container.cond:
-            if container.monitor is not monitor:   # stopped while probing: not a verdict
-                return
-            status = record_health(container, result)
-        if status:
-            daemon.events.log("container", "health_status: " + status, container.id,
-                              container.event_attributes())
-
+# -- the healthcheck's probes (drivers/health.py runs them) ------------------------------------
 
 def run_health_probe(daemon, container, probe):
     """cmdProbe.run: the probe as an exec of the container (its exec events included), its
     stdout and stderr kept together, up to 4 KiB; past Timeout it is killed (exit code -1)."""
-    timeout = health_setting(container.config, "Timeout")
+    timeout = health.setting(container.config, "Timeout")
     started = logger.format_time(time.time_ns())
     output, code = b"", -1
     try:
@@ -2821,14 +2742,11 @@ def run_health_probe(daemon, container, probe):
     else:
         output, finished = read_probe_output(daemon, exec_config, timeout / 1e9)
         if not finished:
-            output = ("Health check exceeded timeout (%s)" % go_duration(timeout)).encode()
+            output = health.timeout_message(timeout).encode()
             kill_exec(exec_config)
         elif exec_config.exited.wait(HEALTH_EXIT_WAIT):
             code = exec_config.exit_code
-    if len(output) > MAX_PROBE_OUTPUT:
-        output = output[:MAX_PROBE_OUTPUT] + b"..."
-    return {"Start": started, "End": logger.format_time(time.time_ns()), "ExitCode": code,
-            "Output": output.decode("utf-8", "replace")}
+    return health.result(started, logger.format_time(time.time_ns()), code, output)
 
 
 # How long a probe whose output has ended may take to report its exit code.
@@ -2847,10 +2765,10 @@ def read_probe_output(daemon, exec_config, timeout):
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([ours], [], [], left)[0]:
-                return stdcopy_payloads(data), False
+                return health.stdcopy_payloads(data), False
             chunk = ours.recv(65536)
             if not chunk:
-                return stdcopy_payloads(data), True
+                return health.stdcopy_payloads(data), True
             data += chunk
 
 
@@ -2870,53 +2788,10 @@ def kill_exec(exec_config):
             pass   # it ended meanwhile
 
 
-def stdcopy_payloads(data):
-    """The payloads of stdcopy frames, joined (an incomplete last frame is dropped)."""
-    payloads = []
-    while len(data) >= 8:
-        size = int.from_bytes(data[4:8], "big")
-        payloads.append(data[8:8 + size])
-        data = data[8 + size:]
-    return b"".join(payloads)
-
-
-def record_health(container, result):
-    """handleProbeResult, under the container's lock: keep the last 5 results; a success
-    makes it healthy, `Retries` failures in a row unhealthy, except that failures inside
-    the start period of a container not yet healthy do not count. The new status if it
-    changed (for the health_status event), else None."""
-    health = container.health
-    before = health["Status"]
-    health["Log"] = (health["Log"] + [result])[-MAX_HEALTH_LOG:]
-    if result["ExitCode"] == 0:
-        health["FailingStreak"], health["Status"] = 0, "healthy"
-    elif not (before == "starting" and unix_seconds(result["Start"]) - unix_seconds(
-            container.started_at) < health_setting(container.config, "StartPeriod") / 1e9):
-        health["FailingStreak"] += 1
-        if health["FailingStreak"] >= health_setting(container.config, "Retries"):
-            health["Status"] = "unhealthy"
-    return health["Status"] if health["Status"] != before else None
-
-
-def health_status(container):
-    """What the `health` filter of `docker ps` compares: starting, healthy, unhealthy or none."""
-    return container.health["Status"] if container.health else "none"
-
-
-def go_duration(nanoseconds):
-    """time.Duration.String: 300ms, 30s, 1m30s, 1h0m0s."""
-    if nanoseconds < 10 ** 9:
-        for unit, size in (("ms", 10 ** 6), ("µs", 10 ** 3), ("ns", 1)):
-            if nanoseconds >= size or unit == "ns":
-                return _go_number(nanoseconds / size) + unit
-    hours, rest = divmod(nanoseconds, 3600 * 10 ** 9)
-    minutes, rest = divmod(rest, 60 * 10 ** 9)
-    text = ("%dh" % hours if hours else "") + ("%dm" % minutes if hours or minutes else "")
-    return text + _go_number(rest / 1e9) + "s"
-
-
-def _go_number(value):
-    return ("%.9f" % value).rstrip("0").rstrip(".")
+def start_health_monitor(daemon, container, monitor):
+    """initHealthMonitor, with this daemon's exec as the probe runner and its events."""
+    health.start_monitor(container, monitor, lambda probe: run_health_probe(daemon, container, probe),
+                         daemon.events.log)
 
 
 def restore_container(daemon, container):
@@ -4652,7 +4527,7 @@ def container_matches(daemon, container, filters):
                                  (container.network_settings.get("Networks") or {}).items()),
         "publish": lambda v: port_filter_matches(v, container.host_config.get("PortBindings")),
         "expose": lambda v: port_filter_matches(v, container.config.get("ExposedPorts")),
-        "health": lambda v: health_status(container) == v,
+        "health": lambda v: health.status(container) == v,
         "volume": lambda v: volume.uses_volume(container.mount_points, v),
     }
     for key, values in filters.items():

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import pydockerd
-from drivers import errdefs, logger
+from drivers import dockerfile, errdefs, health, logger
 
 
 class Events(object):
@@ -186,37 +186,37 @@ def healthchecked(tmp_path, **settings):
 
 def test_retries_failures_in_a_row_make_a_container_unhealthy(tmp_path):
     container = healthchecked(tmp_path, Retries=2)
-    assert pydockerd.record_health(container, probe_result(1, 1)) is None
-    assert pydockerd.record_health(container, probe_result(1, 2)) == "unhealthy"
-    assert pydockerd.record_health(container, probe_result(0, 3)) == "healthy"
+    assert health.record(container, probe_result(1, 1)) is None
+    assert health.record(container, probe_result(1, 2)) == "unhealthy"
+    assert health.record(container, probe_result(0, 3)) == "healthy"
     assert container.health["FailingStreak"] == 0
 
 
 def test_failures_in_the_start_period_do_not_count_until_healthy(tmp_path):
     container = healthchecked(tmp_path, Retries=1, StartPeriod=10 * 10 ** 9)
-    assert pydockerd.record_health(container, probe_result(1, 5)) is None
+    assert health.record(container, probe_result(1, 5)) is None
     assert container.health == {"Status": "starting", "FailingStreak": 0,
                                 "Log": [probe_result(1, 5)]}
-    assert pydockerd.record_health(container, probe_result(1, 11)) == "unhealthy"
+    assert health.record(container, probe_result(1, 11)) == "unhealthy"
 
 
 def test_the_health_log_keeps_the_last_five_results(tmp_path):
     container = healthchecked(tmp_path)
     for second in range(8):
-        pydockerd.record_health(container, probe_result(second, second))
+        health.record(container, probe_result(second, second))
     assert [entry["ExitCode"] for entry in container.health["Log"]] == [3, 4, 5, 6, 7]
 
 
 def test_no_healthcheck_none_and_cmd_shell():
-    assert pydockerd.health_probe({"Healthcheck": {"Test": ["NONE"]}}) is None
-    assert pydockerd.health_probe({}) is None
-    assert pydockerd.health_probe({"Healthcheck": {"Test": ["CMD-SHELL", "exit 1"]}}) == \
+    assert health.probe_command({"Healthcheck": {"Test": ["NONE"]}}) is None
+    assert health.probe_command({}) is None
+    assert health.probe_command({"Healthcheck": {"Test": ["CMD-SHELL", "exit 1"]}}) == \
         ["/bin/sh", "-c", "exit 1"]
-    assert pydockerd.health_probe({"Healthcheck": {"Test": ["CMD", "true", "x"]}}) == ["true", "x"]
+    assert health.probe_command({"Healthcheck": {"Test": ["CMD", "true", "x"]}}) == ["true", "x"]
 
 
 @pytest.mark.parametrize("nanoseconds, text", [
     (300 * 10 ** 6, "300ms"), (30 * 10 ** 9, "30s"), (90 * 10 ** 9, "1m30s"),
     (1500 * 10 ** 6, "1.5s"), (3600 * 10 ** 9, "1h0m0s"), (2500, "2.5µs")])
 def test_durations_read_like_go(nanoseconds, text):
-    assert pydockerd.go_duration(nanoseconds) == text
+    assert dockerfile.format_duration(nanoseconds) == text

@@ -210,6 +210,17 @@ class DaemonProcess(object):
             subprocess.run(["ip", "netns", "del", self.netns], stderr=subprocess.DEVNULL)
 
 
+def boot_log_of_a_refused_daemon(*flags, timeout=30):
+    """Start a daemon that must refuse to boot; its log, once it has exited non-zero."""
+    daemon = DaemonProcess(new_daemon_dir(), flags)
+    try:
+        daemon.start(wait=False)
+        assert daemon.proc.wait(timeout) != 0, "the daemon booted"
+        return daemon.log()
+    finally:
+        daemon.cleanup()
+
+
 def kill_leftover_processes(exec_root):
     """Kill, by the pids the monitors recorded, any monitor or container still alive.
 

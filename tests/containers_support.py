@@ -72,9 +72,11 @@ def load_image(daemon, archive):
     daemon.docker("load", "-i", archive)
 
 
-def start_busybox_daemon(archive, *flags, env=None, process_class=DaemonProcess):
-    """A pydockerd (-b none, then flags; env as DaemonProcess takes it) with busybox loaded."""
-    daemon = process_class(new_daemon_dir(), ["-b", "none"] + list(flags), env=env)
+def start_busybox_daemon(archive, *flags, env=None, process_class=DaemonProcess, netns=False):
+    """A pydockerd with busybox loaded: in a network namespace of its own (netns), else with
+    -b none; then flags (env as DaemonProcess takes it)."""
+    isolation = [] if netns else ["-b", "none"]
+    daemon = process_class(new_daemon_dir(), isolation + list(flags), env=env, netns=netns)
     try:
         daemon.start()
         load_image(daemon, archive)
@@ -85,8 +87,8 @@ def start_busybox_daemon(archive, *flags, env=None, process_class=DaemonProcess)
 
 
 @contextlib.contextmanager
-def busybox_daemon(archive, flags=(), process_class=DaemonProcess):
-    daemon = start_busybox_daemon(archive, *flags, process_class=process_class)
+def busybox_daemon(archive, flags=(), process_class=DaemonProcess, netns=False):
+    daemon = start_busybox_daemon(archive, *flags, process_class=process_class, netns=netns)
     try:
         yield daemon
     finally:

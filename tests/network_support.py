@@ -20,8 +20,7 @@ import sys
 import tarfile
 import time
 
-from conftest import DaemonProcess, new_daemon_dir
-from containers_support import load_image, retire_daemon
+from containers_support import busybox_daemon
 
 # The host's Python inside a busybox container (a UDP server the image cannot run itself):
 # /usr and the loader's directories, read-only. Debian merges /lib into /usr/lib.
@@ -29,25 +28,11 @@ PYTHON_IN_CONTAINER = [arg for path in ("/usr", "/lib", "/lib64") if os.path.exi
                        for arg in ("-v", "%s:%s:ro" % (os.path.realpath(path), path))]
 
 
-def start_network_daemon(archive, *flags):
-    """A pydockerd in a network namespace of its own, with the busybox image loaded."""
-    daemon = DaemonProcess(new_daemon_dir(), flags, netns=True)
-    try:
-        daemon.start()
-        load_image(daemon, archive)
-    except BaseException:
-        retire_daemon(daemon)
-        raise
-    return daemon
-
-
 @contextlib.contextmanager
 def network_daemon(archive, *flags):
-    daemon = start_network_daemon(archive, *flags)
-    try:
+    """A pydockerd in a network namespace of its own, with the busybox image loaded."""
+    with busybox_daemon(archive, flags, netns=True) as daemon:
         yield daemon
-    finally:
-        retire_daemon(daemon)
 
 
 def remove_user_networks(daemon):
@@ -139,16 +124,21 @@ time.sleep(600)
 
 
 @contextlib.contextmanager
+def helper_in_netns(daemon, code, *args):
+    """A Python program run in the daemon's namespace from the moment it prints its first
+    line (it is ready) to the end of the with block."""
+    helper = subprocess.Popen(daemon.in_netns(sys.executable, "-c", code, *args), stdout=subprocess.PIPE)
+    try:
+        assert helper.stdout.readline() in (b"listening\n", b"ready\n")
+        yield helper
+    finally:
+        helper.kill()
+        helper.wait()
+
+
 def port_held(daemon, port):
     """Another program listening on 0.0.0.0:port in the daemon's namespace."""
-    holder = subprocess.Popen(daemon.in_netns(sys.executable, "-c", PORT_HOLDER, str(port)),
-                              stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout.readline() == b"listening\n"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
+    return helper_in_netns(daemon, PORT_HOLDER, str(port))
 
 
 # One A record for every name asked: the upstream server the embedded DNS forwards to. It
@@ -178,18 +168,10 @@ while True:
 """
 
 
-@contextlib.contextmanager
 def upstream_dns(daemon, answer, log_path):
     """A DNS server on 127.0.0.1:53 in the daemon's namespace answering `answer` to every
     A question; the names asked are appended to log_path."""
-    server = subprocess.Popen(daemon.in_netns(sys.executable, "-c", DNS_RESPONDER, answer, log_path),
-                              stdout=subprocess.PIPE)
-    try:
-        assert server.stdout.readline() == b"ready\n"
-        yield server
-    finally:
-        server.kill()
-        server.wait()
+    return helper_in_netns(daemon, DNS_RESPONDER, answer, log_path)
 
 
 # -- what the namespace holds ----------------------------------------------------------------

@@ -36,6 +36,7 @@ is what they share:
     lines can be read by hand.
 """
 import collections
+import functools
 import importlib
 import json
 import os
@@ -55,6 +56,9 @@ BINARY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "
 # ffjsonWriteJSONBytesAsString escapes these besides '"' and '\\': control characters, the
 # HTML-sensitive <, > and &, and the JavaScript line separators; invalid UTF-8 becomes \ufffd.
 _NEEDS_ESCAPE = re.compile("[\x00-\x1f\"\\\\<>&\u2028\u2029\udc80-\udcff]")
+# The same test on raw bytes, true also for any non-ASCII byte: a line it passes is printable
+# ASCII that needs no escape (the fast path of encode_log_text).
+_NEEDS_ESCAPE_ASCII = re.compile(b"[\x00-\x1f\"\\\\<>&\x7f-\xff]")
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r"}
 # Go's encoding/json (GELF's records) writes a tab as \t too.
 GO_SHORT_ESCAPES = dict(_SHORT_ESCAPES, **{"\t": "\\t"})
@@ -88,17 +92,18 @@ class Copier(object):
         self._pending = b""
 
     def feed(self, data):
-        self._pending += data
-        messages = []
-        while True:
-            newline = self._pending.find(b"\n")
-            if 0 <= newline < self._buffer_size:
-                messages.append(self._message(self._pending[:newline], False))
-                self._pending = self._pending[newline + 1:]
-            elif len(self._pending) >= self._buffer_size:
-                messages.append(self._message(self._pending[:self._buffer_size], True))
-                self._pending = self._pending[self._buffer_size:]
+        pending = self._pending + data
+        messages, start = [], 0
+        while True:  # an offset walks the buffer: slicing off each line would copy the rest
+            newline = pending.find(b"\n", start, start + self._buffer_size)
+            if newline >= 0:
+                messages.append(self._message(pending[start:newline], False))
+                start = newline + 1
+            elif len(pending) - start >= self._buffer_size:
+                messages.append(self._message(pending[start:start + self._buffer_size], True))
+                start += self._buffer_size
             else:
+                self._pending = pending[start:]
                 return messages
 
     def close(self):
@@ -371,6 +376,8 @@ def marshal_message(message, attrs=""):
 def encode_log_text(data, short_escapes=_SHORT_ESCAPES):
     """ffjsonWriteJSONBytesAsString: bytes as a JSON string the way dockerd escapes them
     (with GO_SHORT_ESCAPES, the way Go's encoding/json does: tab as \\t)."""
+    if not _NEEDS_ESCAPE_ASCII.search(data):  # most log lines: printable ASCII, nothing to do
+        return '"' + data.decode("ascii") + '"'
     text = data.decode("utf-8", "surrogateescape")
     return '"' + _NEEDS_ESCAPE.sub(lambda match: _escape_character(match, short_escapes),
                                    text) + '"'
@@ -388,10 +395,16 @@ def _escape_character(match, short_escapes):
 def format_time(timestamp_ns):
     """Go's time.RFC3339Nano in UTC: nanoseconds with trailing zeros trimmed, then Z."""
     seconds, nanos = divmod(timestamp_ns, 10 ** 9)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    text = _format_second(seconds)
     if nanos:
         text += ("." + "%09d" % nanos).rstrip("0")
     return text + "Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(seconds):
+    """The date and time of one second: a busy log stamps thousands of lines within one."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def parse_time(text):

@@ -299,6 +299,45 @@ def bench_network(hosts, work):
         docker(host, "rmi", "bench/busybox:1")
 
 
+LOG_LINES = 200000
+GELF_SINK = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 12201))
+print("ready", flush=True)
+while True:
+    sock.recv(65536)
+"""
+
+
+def bench_logging(hosts, work):
+    """Lines per second a container writes through its log driver (json-file, and gelf to a
+    UDP sink on loopback): the container's `seq` is held back by whatever the logger does not
+    take, so its run time is the logger's pace. And the monitor's (or shim's) memory after."""
+    for label, host, netns in hosts:
+        load_busybox(host, work)
+        sink = subprocess.Popen((["nsenter", "--net=" + netns] if netns else []) +
+                                [sys.executable, "-c", GELF_SINK], stdout=subprocess.PIPE)
+        try:
+            sink.stdout.readline()
+            for driver in (["--log-driver", "json-file"],
+                           ["--log-driver", "gelf", "--log-opt", "gelf-address=udp://127.0.0.1:12201"]):
+                env = dict(os.environ, DOCKER_HOST=host)
+                started = time.monotonic()
+                cid = subprocess.run([DOCKER, "run", "-d", "--network", "none"] + driver +
+                                     ["bench/busybox:1", "seq", str(LOG_LINES)], env=env, check=True,
+                                     stdout=subprocess.PIPE).stdout.decode().strip()
+                subprocess.run([DOCKER, "wait", cid], env=env, check=True, stdout=subprocess.DEVNULL)
+                seconds = time.monotonic() - started
+                print("log lines/s %-9s %-10s %.0f (%d lines)" % (driver[1], label, LOG_LINES / seconds,
+                                                                  LOG_LINES))
+                docker(host, "rm", cid)
+        finally:
+            sink.kill()
+            sink.wait()
+        docker(host, "rmi", "bench/busybox:1")
+
+
 def http_load(netns, url):
     """Requests per second from LOAD_CLIENTS threads for LOAD_SECONDS, run in the namespace."""
     command = [sys.executable, os.path.abspath(__file__), "--load", url]
@@ -353,6 +392,7 @@ def main():
         if os.environ.get("BENCH_REF_HOST") and os.environ.get("BENCH_REF_NETNS"):
             hosts.append(("reference", os.environ["BENCH_REF_HOST"], os.environ["BENCH_REF_NETNS"]))
         bench_network(hosts, work)
+        bench_logging(hosts, work)
     finally:
         networked.cleanup()
         shutil.rmtree(work, ignore_errors=True)

@@ -361,7 +361,15 @@ def test_monitor_proxies_published_ports_until_the_container_exits(spawn, server
 def test_published_ports_close_before_the_exit_is_recorded(spawn, servers):  # noqa: F811
     """A waiter who hears of the exit finds the port closed. To catch the monitor between
     recording the exit and exiting, an attached client that reads nothing holds it in its
-    final flush (for monitor.DRAIN_TIMEOUT)."""
+    final flush (for monitor.DRAIN_TIMEOUT); a machine too busy to look within that window
+    proves nothing, so the run is tried again (three times at most)."""
+    for _attempt in range(3):
+        if port_closed_while_the_monitor_lives(spawn, servers):
+            return
+    pytest.fail("never caught the monitor between recording the exit and exiting")
+
+
+def port_closed_while_the_monitor_lives(spawn, servers):  # noqa: F811
     handle, state_dir, _ = spawn(["sh", "-c", "head -c 8000000 /dev/zero; sleep 60"],
                                  log_driver="none")
     listener = portmapper.open_listener("tcp", "127.0.0.1", 0)
@@ -372,9 +380,9 @@ def test_published_ports_close_before_the_exit_is_recorded(spawn, servers):  # n
         assert exchange(port, b"open") == b"open"
         handle.signal(signal.SIGKILL)
         wait_for(lambda: monitor.read_state(state_dir).get("status") == "exited", timeout=10)
-        assert pid_alive(handle.pid)
         with pytest.raises(ConnectionRefusedError):
             connect(port)
+        return pid_alive(handle.pid)
 
 
 def test_monitor_refuses_a_socket_that_does_not_listen(spawn):  # noqa: F811

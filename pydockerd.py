@@ -3000,10 +3000,10 @@ def container_files(daemon, container, name, path):
         yield containerarchive.ContainerFS(root, mounts)
     except FileNotFoundError:
         raise NotFound("Could not find the file %s in container %s" % (path, name)) from None
-    except NotADirectoryError as err:
-        raise InvalidParameter(err.strerror if err.errno == errno.ENOTDIR and err.filename == path
-                               else "%s: not a directory" % path) from None
-    except archive.ArchiveError as err:
+    except NotADirectoryError:
+        raise InvalidParameter("%s: not a directory" % path) from None
+    except (containerarchive.ExtractPointNotDirectory, archive.ArchiveError,
+            execdriver.ExecdriverError) as err:
         raise InvalidParameter(str(err)) from None
     except OSError as err:
         raise errdefs.System("%s: %s" % (path, err.strerror or err)) from None
@@ -3037,8 +3037,9 @@ def container_archive_path(daemon, name, path, open_out):
 
 def container_extract_to_dir(daemon, name, path, stream, copy_uid_gid, no_overwrite_dir_non_dir):
     """ContainerExtractToDir (PUT archive): the tar `stream` unpacked into directory `path`.
-    Entries belong to the container's root user, or keep the tar's owners with copyUIDGID
-    (`docker cp -a`). A read-only volume, or a read-only rootfs outside volumes, refuses."""
+    Entries keep the tar's owners; with copyUIDGID (`docker cp -a`) in a container that has a
+    User, they belong to that user (tarCopyOptions). A read-only volume, or a read-only
+    rootfs outside volumes, refuses."""
     container = daemon.containers.get(name)
     destination = containerarchive.mount_destination(
         container.mount_points, containerarchive.absolute_path(path))
@@ -3047,7 +3048,9 @@ def container_extract_to_dir(daemon, name, path, stream, copy_uid_gid, no_overwr
     if destination is None and container.host_config.get("ReadonlyRootfs"):
         raise InvalidParameter("container rootfs is marked read-only")
     with container_files(daemon, container, name, path) as files:
-        files.extract(path, stream, None if copy_uid_gid else (0, 0), no_overwrite_dir_non_dir)
+        user = container.config.get("User") if copy_uid_gid else ""
+        files.extract(path, stream, files.user_identity(user) if user else None,
+                      no_overwrite_dir_non_dir)
     daemon.events.log("container", "extract-to-dir", container.id, container.event_attributes())
 
 

@@ -30,8 +30,15 @@ import os
 import posixpath
 import stat
 
-from drivers import archive
+from drivers import archive, execdriver
 from drivers.logger import format_time
+
+class ExtractPointNotDirectory(Exception):
+    """ErrExtractPointNotDirectory: PUT archive's path names no directory."""
+
+    def __init__(self):
+        super().__init__("extraction point is not a directory")
+
 
 MAX_SYMLINK_HOPS = 255  # symlink.FollowSymlinkInScope's limit
 
@@ -173,11 +180,11 @@ class ContainerFS(object):
     def extract(self, path, stream, owner, no_overwrite_dir_non_dir):
         """ContainerExtractToDir: unpack the tar `stream` into directory `path` (followed).
         Every entry stays inside that directory, whatever its name or the symlinks before it.
-        NotADirectoryError when `path` is no directory."""
+        ExtractPointNotDirectory when `path` is no directory."""
         resolved = self.follow(absolute_path(path))
         st = self.lstat(resolved)[0]
         if not stat.S_ISDIR(st.st_mode):
-            raise NotADirectoryError(errno.ENOTDIR, "extraction point is not a directory", path)
+            raise ExtractPointNotDirectory()
         host, inside = self.location(resolved)
         dir_fd = archive.open_directory(host, inside)
         try:
@@ -185,3 +192,17 @@ class ContainerFS(object):
                           label=resolved)
         finally:
             os.close(dir_fd)
+
+    def user_identity(self, spec):
+        """(uid, gid) of a container user ("name", "uid", "name:group"...) from the container's
+        own /etc/passwd and /etc/group, never the host's (what `docker cp -a` gives the files
+        when the container has a User)."""
+        user = execdriver.get_exec_user(spec, self._etc_file("/etc/passwd"),
+                                        self._etc_file("/etc/group"))
+        return user.uid, user.gid
+
+    def _etc_file(self, path):
+        try:
+            return archive.read_file(self.root, path).decode("utf-8", "replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return None

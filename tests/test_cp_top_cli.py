@@ -65,6 +65,8 @@ def test_top_lists_the_container_processes_only(daemon):
     shown = out(daemon.docker("top", "t1", "-o", "pid,args"))
     assert shown.splitlines()[0].split() == ["PID", "COMMAND"]
     assert "sleep 1001" in shown and "sleep 1002" in shown
+    bsd = out(daemon.docker("top", "t1", "aux")).splitlines()
+    assert bsd[0].split()[:2] == ["USER", "PID"] and len(bsd) == 3  # sh exec()s the last sleep
 
 
 def test_top_of_a_stopped_container_or_with_bad_args(daemon):
@@ -96,9 +98,9 @@ def test_cp_both_ways_on_a_running_container(daemon, tmp_path):
     source = tmp_path / "hello.txt"
     source.write_text("hello\n")
     os.chown(source, 1234, 4321)
-    daemon.docker("cp", str(source), "c1:/tmp/")
-    assert sh(daemon, "c1", "cat /tmp/hello.txt; stat -c '%u:%g' /tmp/hello.txt") == "hello\n0:0"
-    daemon.docker("cp", "-a", str(source), "c1:/tmp/kept.txt")   # the rename, with owners
+    daemon.docker("cp", str(source), "c1:/tmp/")   # the tar's owners are kept (dockerd 17.06+)
+    assert sh(daemon, "c1", "cat /tmp/hello.txt; stat -c '%u:%g' /tmp/hello.txt") == "hello\n1234:4321"
+    daemon.docker("cp", "-a", str(source), "c1:/tmp/kept.txt")   # the rename; no User: kept too
     assert sh(daemon, "c1", "cat /tmp/kept.txt; stat -c '%u:%g' /tmp/kept.txt") == "hello\n1234:4321"
     assert sh(daemon, "c1", "ls /tmp") == "hello.txt\nkept.txt"
     sh(daemon, "c1", "mkdir -p /data/sub && echo deep > /data/sub/f && ln -s sub/f /data/link")
@@ -107,6 +109,21 @@ def test_cp_both_ways_on_a_running_container(daemon, tmp_path):
     assert os.readlink(str(tmp_path / "out" / "link")) == "sub/f"
     daemon.docker("cp", "c1:/data/sub/f", str(tmp_path / "renamed"))
     assert (tmp_path / "renamed").read_text() == "deep\n"
+
+
+def test_cp_archive_mode_gives_files_to_the_container_user(daemon, tmp_path):
+    """copyUIDGID with a User: the user as the container's /etc/passwd names it."""
+    run_detached(daemon, "--name", "c8", "--user", "nobody", "busybox", "sleep", "60")
+    source = tmp_path / "f"
+    source.write_text("x")
+    os.chown(source, 1234, 4321)
+    daemon.docker("cp", str(source), "c8:/tmp/plain")
+    daemon.docker("cp", "-a", str(source), "c8:/tmp/archived")
+    nobody = sh(daemon, "c8", "id -u; id -g").replace("\n", ":")
+    assert sh(daemon, "c8", "stat -c '%u:%g' /tmp/plain /tmp/archived") == "1234:4321\n" + nobody
+    daemon.docker("create", "--name", "c9", "--user", "ghost", "busybox", "true")  # stopped
+    response = put_tar(daemon, "c9", "/tmp", make_tar(("f", tarfile.REGTYPE, b"x")), "&copyUIDGID=1")
+    assert response.status == 400 and "unable to find user ghost" in response.json()["message"]
 
 
 def test_cp_a_directory_into_a_stopped_container(daemon, tmp_path):
@@ -263,3 +280,19 @@ def test_compressed_upload_without_running_an_image_binary(daemon):
     import lzma
     daemon.docker("cp", "-", "s3:/tmp", input=lzma.compress(make_tar(("z", tarfile.REGTYPE, b"zz"))))
     assert sh(daemon, "s3", "cat /tmp/z") == "zz"
+
+
+def test_cp_symlinks_of_a_stopped_container_stay_inside(daemon, tmp_path):
+    """Check 17 on a stopped container: its mounted layer, not /proc/<pid>/root."""
+    daemon.docker("create", "--name", "s4", "busybox", "true")
+    upload = make_tar(("escape", tarfile.SYMTYPE, "/"), ("etc/passwd", tarfile.REGTYPE, b"stopped-passwd\n"))
+    daemon.docker("cp", "-", "s4:/", input=upload)
+    for path in ("/escape/etc/passwd", "/escape/../../etc/passwd", "../../etc/passwd"):
+        with tarfile.open(fileobj=io.BytesIO(daemon.docker("cp", "s4:" + path, "-").stdout)) as tar:
+            assert tar.extractfile("passwd").read() == b"stopped-passwd\n", path
+    marker = "cp-stopped-%s" % uuid.uuid4().hex[:8]
+    (tmp_path / marker).write_text("m")
+    daemon.docker("cp", str(tmp_path / marker), "s4:/escape/tmp/")
+    assert not os.path.exists("/tmp/" + marker)
+    with tarfile.open(fileobj=io.BytesIO(daemon.docker("cp", "s4:/tmp/" + marker, "-").stdout)) as tar:
+        assert tar.extractfile(marker).read() == b"m"

@@ -18,8 +18,8 @@ trust (libtrust), graphdriver with vfs/overlay/aufs, archive, graph and tags (th
 registry and distribution (pull and push), execdriver (the container process), monitor (the
 process that owns a running container), logger (the log drivers), network (the network
 controller), volume (the local volume driver and a container's mount points), cgroups and
-stats (limits and the stats collector), and dockerfile, buildcontext, builder and commit
-(`docker build` and `docker commit`).
+stats (limits and the stats collector), dockerfile, buildcontext, builder and commit
+(`docker build` and `docker commit`), and containerarchive (`docker cp`).
 """
 import argparse
 import base64
@@ -55,11 +55,10 @@ import traceback
 import urllib.parse
 
 from drivers import (archive, builder, cgroups, commit, containerarchive, distribution, errdefs,
-                     execdriver,
-                     graph as graph_store, graphdriver, health, ioutils, iptables, jsontypes, linux,
-                     links, logger, monitor as monitor_module, netlink, network as libnetwork,
-                     portmapper, reference, registry, resolver, runconfig, stats as stats_module,
-                     tags, trust, volume)
+                     execdriver, graph as graph_store, graphdriver, health, ioutils, iptables,
+                     jsontypes, linux, links, logger, monitor as monitor_module, netlink,
+                     network as libnetwork, portmapper, reference, registry, resolver, runconfig,
+                     stats as stats_module, tags, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -2932,6 +2931,11 @@ def export_container(daemon, name, out):
     daemon.events.log("container", "export", container.id, container.event_attributes())
 
 
+# ------------------------------------------------------------------------------------------
+# 4c. Into a running or stopped container from the host: docker top (daemon/top_unix.go) and
+#     docker cp, the archive verbs on its files (daemon/archive.go)
+# ------------------------------------------------------------------------------------------
+
 def container_top(daemon, name, ps_args):
     """ContainerTop (`docker top`): the host's `ps` (never a binary of the image), run with
     `ps_args` ("-ef" by default), keeping the rows of the container's processes: the pids in
@@ -2978,10 +2982,6 @@ def parse_ps_output(output, pids):
 def fit_fields(fields, count):
     return fields[:count - 1] + [" ".join(fields[count - 1:])]
 
-
-# ------------------------------------------------------------------------------------------
-# 4c. docker cp: the archive verbs on a container's files (daemon/archive.go)
-# ------------------------------------------------------------------------------------------
 
 PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
 

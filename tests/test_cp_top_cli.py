@@ -11,6 +11,8 @@ import uuid
 
 import pytest
 
+import pydockerd
+from drivers import containerarchive
 # Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
 from containers_support import err, out, run_detached
@@ -296,3 +298,30 @@ def test_cp_symlinks_of_a_stopped_container_stay_inside(daemon, tmp_path):
     assert not os.path.exists("/tmp/" + marker)
     with tarfile.open(fileobj=io.BytesIO(daemon.docker("cp", "s4:/tmp/" + marker, "-").stdout)) as tar:
         assert tar.extractfile(marker).read() == b"m"
+
+
+# -- the pure parts --------------------------------------------------------------------------
+
+def test_parse_ps_output_keeps_the_container_rows_and_their_threads():
+    output = ("USER PID TID CMD\n"
+              "root 10 - sleep 1\n"
+              "- - 10 -\n"
+              "root 11 - other thing\n"
+              "- - 11 -\n"
+              "root 12 - sh -c x y\n")
+    listed = pydockerd.parse_ps_output(output, {10, 12})
+    assert listed == {"Titles": ["USER", "PID", "TID", "CMD"],
+                      "Processes": [["root", "10", "-", "sleep 1"], ["-", "-", "10", "-"],
+                                    ["root", "12", "-", "sh -c x y"]]}
+    with pytest.raises(Exception, match="Couldn't find PID field"):
+        pydockerd.parse_ps_output("USER CMD\n", {1})
+
+
+def test_path_helpers():
+    assert containerarchive.absolute_path("a/../../b/") == "/b/"
+    assert containerarchive.absolute_path("/etc/.") == "/etc/."
+    assert containerarchive.absolute_path("../..") == "/"
+    assert containerarchive.mount_destination(["/data", "/data/vol", "/d"], "/data/vol/x") == "/data/vol"
+    assert containerarchive.mount_destination(["/data"], "/database") is None
+    assert containerarchive.go_file_mode(0o41777) == (1 << 31) | (1 << 20) | 0o777
+    assert containerarchive.go_file_mode(0o20620) == (1 << 26) | (1 << 21) | 0o620

@@ -149,10 +149,14 @@ class ContainerFS(object):
 
     def resolve(self, path):
         """container.ResolvePath: (the path to use, unfollowed; its absolute form). The
-        directory part is followed; so is the last component when the path ends in / or /."""
+        directory part is followed; so is the last component when the path ends in / or /.,
+        which must then be a directory (as lstat("file/") fails with ENOTDIR)."""
         absolute = absolute_path(path)
         if absolute.endswith(("/", "/.")):
-            return self.follow(absolute), absolute
+            resolved = self.follow(absolute)
+            if not stat.S_ISDIR(self.lstat(resolved)[0].st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+            return resolved, absolute
         parent, base = posixpath.split(absolute)
         return posixpath.join(self.follow(parent), base), absolute
 

@@ -199,6 +199,11 @@ def test_cp_errors_like_dockerd(daemon, tmp_path):
     source.write_text("x")
     result = daemon.docker("cp", str(source), "c5:/d/dir/", check=False)
     assert result.returncode == 0, err(result)
+    result = daemon.docker("cp", str(source), "c5:/d/file/", check=False)   # a file, not a dir
+    assert result.returncode != 0, out(result)
+    assert "no such directory" in err(result)  # the CLI's words once the stat fails
+    assert path_stat(daemon, "c5", "/d/file/")[0] == 400
+    assert sh(daemon, "c5", "cat /d/file; ls /d") == "dir\nfile"
 
 
 def test_cp_read_only_rootfs_refuses_outside_volumes(daemon, tmp_path):

@@ -601,6 +601,7 @@ class _LayerUnpacker(object):
         self.dirs = []           # (parts, header): directory times are set last
         self.unpacked = set()    # names this layer wrote, which an opaque marker must spare
         self.aufs_links = None   # _AufsLinkStore, made when a layer carries .wh..wh.plnk files
+        self.no_overwrite_dir_non_dir = False
 
     def close(self):
         self.root.close()
@@ -703,6 +704,8 @@ class _LayerUnpacker(object):
         self._check_entry(header, parts)
         with self.root.located(parts, create=True) as (dir_fd, name):
             existing = _lstat(dir_fd, name)
+            if existing is not None and self.no_overwrite_dir_non_dir:
+                self._check_overwrite(existing, header)
             if existing is not None and not (stat.S_ISDIR(existing.st_mode)
                                              and header.type == tarfile.DIRTYPE):
                 # Replace whatever is there, except that a directory merges into a directory.
@@ -725,6 +728,17 @@ class _LayerUnpacker(object):
             self._set_metadata(header, dir_fd, name)
         if header.type == tarfile.DIRTYPE:
             self.dirs.append((parts, header))
+
+    def _check_overwrite(self, existing, header):
+        """NoOverwriteDirNonDir, with createTarFile's wording: the entry's path, then dest."""
+        is_dir, dir_entry = stat.S_ISDIR(existing.st_mode), header.type == tarfile.DIRTYPE
+        path = posixpath.join(self.dest, header.display_name)
+        if is_dir and not dir_entry:
+            raise ArchiveError('cannot overwrite directory "%s" with non-directory "%s"'
+                               % (path, self.dest))
+        if dir_entry and not is_dir:
+            raise ArchiveError('cannot overwrite non-directory "%s" with directory "%s"'
+                               % (path, self.dest))
 
     def _check_entry(self, header, parts):
         """Refuse what createTarFile refuses, before anything on disk is touched."""
@@ -914,14 +928,19 @@ def export_changes(new_dir, change_list, out):
 
 # --- Copying into a root: the builder's COPY and ADD (chrootarchive.Untar, CopyWithTar) ---------
 
-def untar(dest, stream, owner=None):
+def untar(dest, stream, owner=None, no_overwrite_dir_non_dir=False, label=None):
     """Untar, as pkg/chrootarchive runs it: extract the tar `stream` (compressed or not) into
     the existing directory `dest`, with the layer unpacker's confinement (`dest` is the root
     every name and symlink is resolved in) but none of its whiteout rules: a `.wh.` name is a
     file like any other. `owner` (uid, gid), when given, replaces every entry's own.
+    With `no_overwrite_dir_non_dir` (TarOptions.NoOverwriteDirNonDir, `docker cp`) an entry
+    may not replace a directory with a non-directory, nor the reverse. `label` names `dest`
+    in errors, when its path (/proc/self/fd/N) would say nothing.
     """
     reader = _TarReader(decompress_stream(stream))
     unpacker = _LayerUnpacker(dest, None, owner)
+    unpacker.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
+    unpacker.dest = label or dest
     try:
         unpacker.unpack(reader)
     finally:
@@ -1009,17 +1028,24 @@ def mkdir_all(root, path, owner=None):
         scoped.close()
 
 
+def open_directory(root, path):
+    """An O_PATH fd of directory `path`, resolved inside `root` as a chroot would (symlinks
+    followed); the caller closes it. FileNotFoundError or NotADirectoryError otherwise."""
+    scoped = _Root(root)
+    try:
+        return scoped.resolve(_scoped_parts(path))
+    finally:
+        scoped.close()
+
+
 def is_directory(root, path):
     """Whether `path`, resolved inside `root` as a chroot would (symlinks followed), is a
     directory."""
-    scoped = _Root(root)
     try:
-        os.close(scoped.resolve(_scoped_parts(path)))
+        os.close(open_directory(root, path))
         return True
     except (FileNotFoundError, NotADirectoryError):
         return False
-    finally:
-        scoped.close()
 
 
 def read_file(root, path, limit=MAX_SPECIAL_FILE_SIZE, hops=MAX_SYMLINK_HOPS):

@@ -480,6 +480,12 @@ class Manager(object):
         for directory in self.directories:
             _write(directory, "cgroup.procs", str(pid))
 
+    def pids(self):
+        """Manager.GetPids: the processes in the container's cgroup (host pids). Every
+        controller holds the same ones (apply() moved them into each), so one is read."""
+        text = _read(os.path.join(self.directories[0], "cgroup.procs"))
+        return [int(pid) for pid in text.split()]
+
     def destroy(self, timeout=1.0):
         """Manager.Destroy: rmdir each directory. The kernel refuses (EBUSY) while a process is
         inside, so the last ones get `timeout` seconds to finish exiting. Gone is fine."""

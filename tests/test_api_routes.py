@@ -59,7 +59,7 @@ def test_every_route_resolves_to_a_handler_method():
 
 def test_every_handler_method_has_a_route():
     defined = {name for name in vars(pydockerd.APIHandler)
-               if re.match(r"^(get|post|delete)_", name)}
+               if re.match(r"^(get|head|post|put|delete)_", name)}
     assert defined == set(handler_names())
 
 

@@ -2425,7 +2425,7 @@ def container_command(daemon, container, rootfs):
         container_dir=container.root,
         masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"),
         no_new_privileges=runconfig.security_opt(host, "no-new-privileges"),
-        seccomp=not host.get("Privileged") and not runconfig.security_opt(host, "seccomp=unconfined"),
+        seccomp=runconfig.seccomp_profile(host),
         ulimits=runconfig.ulimits(host, daemon_ulimits(daemon)),
         oom_score_adj=host.get("OomScoreAdj") or 0)
 
@@ -4782,7 +4782,7 @@ def system_info(daemon, server):
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": [],
+        "SecurityOptions": ["name=seccomp,profile=default"],
         "Warnings": sysinfo.warnings or None,
     }
 

@@ -449,9 +449,10 @@ def check_security_opt(option):
         return
     key = re.split("[=:]", option, 1)[0]
     if key == "seccomp":
-        # The CLI has replaced the file's name by its text: "seccomp=<json>".
+        # The CLI has replaced the file's name by its text: "seccomp=<json>". Compiled once
+        # here so that a profile too big for the kernel is refused at create, not at start.
         try:
-            seccomp.load_profile(option[len(key) + 1:])
+            seccomp.compile_filter(seccomp.load_profile(option[len(key) + 1:]), set())
         except seccomp.ProfileError as e:
             raise InvalidParameter(str(e)) from None
         return

@@ -382,10 +382,7 @@ class _Assembler(object):
         def offset(at, target):
             if isinstance(target, int):  # already an offset (0: the next instruction)
                 return target
-            distance = self.labels[target] - at - 1
-            if distance < 0:
-                raise ProfileError("seccomp filter: a backward jump")
-            return distance
+            return self.labels[target] - at - 1  # labels are only ever placed ahead
 
         program = []
         for at, (op, jt, jf, k) in enumerate(self.code):
@@ -393,8 +390,8 @@ class _Assembler(object):
                 program.append((op, 0, 0, offset(at, k)))
                 continue
             jt, jf = offset(at, jt), offset(at, jf)
-            if max(jt, jf) > 255:
-                raise ProfileError("seccomp filter: a conditional jump beyond 255 instructions")
+            if max(jt, jf) > 255:  # only calls with very many conditional entries
+                raise ProfileError("seccomp profile: too many argument conditions")
             program.append((op, jt, jf, k))
         if len(program) > BPF_MAXINSNS:
             raise ProfileError("seccomp filter too long: %d instructions" % len(program))

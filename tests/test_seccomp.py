@@ -17,7 +17,8 @@ import sys
 
 import pytest
 
-from drivers import seccomp, syscalltable
+from drivers import runconfig, seccomp, syscalltable
+from drivers.errdefs import InvalidParameter
 # Fixtures: pytest finds them by name in this module (every container goes after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
 from containers_support import err, out, run
@@ -239,7 +240,8 @@ def test_the_syscall_tables_agree_with_the_hosts_kernel_headers():
 CHILD = r"""
 import ctypes, json, mmap, os, sys
 sys.path.insert(0, %(repo)r)
-from drivers import seccomp, syscalltable
+from drivers import runconfig, seccomp, syscalltable
+from drivers.errdefs import InvalidParameter
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
@@ -300,7 +302,7 @@ def test_the_kernel_enforces_the_filter_on_all_three_x86_abis():
 
 # --- containers from the real CLI --------------------------------------------------------------
 
-pytestmark_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
 PROBE = r"""
 import ctypes, json, socket
@@ -327,7 +329,7 @@ def probe(daemon, *options):
     return json.loads(out(result))
 
 
-@pytestmark_root
+@needs_root
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 numbers")
 def test_calls_outside_the_allow_list_fail_with_eperm_in_a_container(daemon):  # noqa: F811
     confined, unconfined = probe(daemon), probe(daemon, "--security-opt", "seccomp=unconfined")
@@ -341,21 +343,21 @@ def seccomp_mode(daemon, *options):
     return out(run(daemon, "--rm", *options, "busybox", "grep", "^Seccomp:", "/proc/self/status"))
 
 
-@pytestmark_root
+@needs_root
 def test_default_unconfined_and_privileged_modes(daemon):  # noqa: F811
     assert seccomp_mode(daemon).split() == ["Seccomp:", "2"]
     assert seccomp_mode(daemon, "--security-opt", "seccomp=unconfined").split()[1] == "0"
     assert seccomp_mode(daemon, "--privileged").split()[1] == "0"
 
 
-@pytestmark_root
+@needs_root
 def test_an_exec_gets_the_containers_filter(daemon):  # noqa: F811
     name = out(run(daemon, "-d", "busybox", "sleep", "60"))
     status = out(daemon.docker("exec", name, "grep", "^Seccomp:", "/proc/self/status"))
     assert status.split() == ["Seccomp:", "2"]
 
 
-@pytestmark_root
+@needs_root
 def test_cap_add_sys_admin_allows_unshare(daemon):  # noqa: F811
     refused = run(daemon, "--rm", "busybox", "unshare", "-m", "true", check=False)
     assert refused.returncode != 0 and "Operation not permitted" in err(refused)
@@ -363,7 +365,7 @@ def test_cap_add_sys_admin_allows_unshare(daemon):  # noqa: F811
                "true").returncode == 0
 
 
-@pytestmark_root
+@needs_root
 def test_info_lists_seccomp_with_the_default_profile(daemon):  # noqa: F811
     assert "name=seccomp,profile=default" in json.loads(
         out(daemon.docker("info", "--format", "{{json .SecurityOptions}}")))
@@ -377,7 +379,7 @@ def profile_file(tmp_path, profile):
     return "seccomp=%s" % path
 
 
-@pytestmark_root
+@needs_root
 def test_a_profile_file_can_allow_what_the_default_refuses(daemon, tmp_path):  # noqa: F811
     refused = run(daemon, "--rm", "busybox", "unshare", "-U", "true", check=False)
     assert refused.returncode != 0 and "Operation not permitted" in err(refused)
@@ -387,7 +389,7 @@ def test_a_profile_file_can_allow_what_the_default_refuses(daemon, tmp_path):  #
         "unshare", "-U", "true")
 
 
-@pytestmark_root
+@needs_root
 def test_a_profile_file_can_refuse_with_its_own_errno(daemon, tmp_path):  # noqa: F811
     profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}]}
@@ -396,7 +398,7 @@ def test_a_profile_file_can_refuse_with_its_own_errno(daemon, tmp_path):  # noqa
     assert "Read-only file system" in err(result) and out(result) == "touched"
 
 
-@pytestmark_root
+@needs_root
 def test_a_malformed_profile_is_refused_at_create(daemon, tmp_path):  # noqa: F811
     # The CLI checks the JSON syntax itself; the shape is the daemon's to check.
     malformed = '{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": {"names": ["kill"]}}'
@@ -448,7 +450,7 @@ EOF
 """
 
 
-@pytestmark_root
+@needs_root
 def test_busybox_whole_applet_set_runs_as_it_does_unconfined(daemon):  # noqa: F811
     script = SWEEP % {"skipped": " ".join(sorted(SKIPPED_APPLETS)),
                       "invocations": "\n".join(INVOCATIONS)}
@@ -467,3 +469,25 @@ def test_busybox_whole_applet_set_runs_as_it_does_unconfined(daemon):  # noqa: F
     differing = {name: (confined[name], unconfined[name]) for name in confined
                  if confined[name] != unconfined[name]}
     assert differing == {}
+
+
+def test_a_profile_too_big_for_the_kernel_is_refused():
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}]} for value in range(100)]}
+    with pytest.raises(seccomp.ProfileError, match="too many argument conditions"):
+        seccomp.compile_filter(seccomp.load_profile(json.dumps(profile)), set(), "x86_64")
+    profile["syscalls"] = [{"names": [name], "action": "SCMP_ACT_ALLOW", "args": [
+        {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]} for name in syscalltable.syscall_numbers(
+            "i386")] * 2
+    with pytest.raises(seccomp.ProfileError, match="seccomp filter too long"):
+        seccomp.compile_filter(seccomp.load_profile(json.dumps(profile)), set(), "x86_64")
+
+
+def test_create_accepts_a_valid_profile_and_refuses_one_the_kernel_would_not_load():
+    runconfig.check_security_opt("seccomp=" + json.dumps(seccomp.DEFAULT_PROFILE))
+    huge = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}]} for value in range(100)]}
+    with pytest.raises(InvalidParameter, match="too many argument conditions"):
+        runconfig.check_security_opt("seccomp=" + json.dumps(huge))

@@ -421,7 +421,7 @@ SKIPPED_APPLETS = {"init", "linuxrc", "halt", "poweroff", "reboot", "sh", "ash",
 # Harmless invocations that make the applets do their real work, not only print usage.
 INVOCATIONS = [
     "ls -la /", "cat /etc/passwd", "date", "id", "uname -a", "ps", "df", "free", "uptime",
-    "hostname", "whoami", "env", "find / -maxdepth 2 -name b*", "du -s /bin", "stat /",
+    "hostname", "whoami", "env", "find /etc /bin -maxdepth 1 -name b*", "du -s /bin", "stat /",
     "tar cf /tmp/t.tar /etc", "gzip -k /tmp/t.tar", "sha256sum /bin/busybox", "md5sum /etc/group",
     "sort /etc/passwd", "awk -F: '{print $1}' /etc/passwd", "sed -n 1p /etc/passwd",
     "grep root /etc/passwd", "wc -l /etc/passwd", "mkdir -p /tmp/a/b", "touch /tmp/a/f",

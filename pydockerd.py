@@ -55,8 +55,8 @@ import urllib.parse
 from drivers import (archive, builder, cgroups, commit, distribution, errdefs, execdriver,
                      graph as graph_store, graphdriver, health, ioutils, iptables, jsontypes, linux,
                      links, logger, monitor as monitor_module, netlink, network as libnetwork,
-                     portmapper, reference, registry, resolver, runconfig, stats as stats_module,
-                     tags, trust, volume)
+                     portmapper, reference, registry, resolver, runconfig, seccomp,
+                     stats as stats_module, tags, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -4782,7 +4782,7 @@ def system_info(daemon, server):
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": ["name=seccomp,profile=default"],
+        "SecurityOptions": ["name=seccomp,profile=default"] if seccomp.supported() else [],
         "Warnings": sysinfo.warnings or None,
     }
 

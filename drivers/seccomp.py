@@ -205,6 +205,12 @@ NATIVE = {"x86_64": ("SCMP_ARCH_X86_64", "amd64", ("x86_64", "x32", "i386")),
           "aarch64": ("SCMP_ARCH_AARCH64", "arm64", ("aarch64",))}
 
 
+def supported(machine=None):
+    """Whether containers here get a filter (docker info lists seccomp only then, as
+    dockerd on a kernel without seccomp)."""
+    return (machine or os.uname().machine) in NATIVE
+
+
 # --- reading a profile ---------------------------------------------------------------------
 
 def load_profile(text):
@@ -403,8 +409,8 @@ def compile_filter(profile, capabilities, machine=None):
     as (code, jt, jf, k) tuples; None when there is nothing to install (a profile with no
     defaultAction nor calls, or a machine without tables here, as Docker without seccomp)."""
     machine = machine or os.uname().machine
-    if machine not in NATIVE or (not profile.get("defaultAction")
-                                 and not profile.get("syscalls")):
+    if not supported(machine) or (not profile.get("defaultAction")
+                                  and not profile.get("syscalls")):
         return None
     go_arch = NATIVE[machine][1]
     default = _action(profile["defaultAction"], profile.get("defaultErrnoRet"))

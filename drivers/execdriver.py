@@ -13,10 +13,11 @@ How a container process is made (libcontainer's nsexec + standard_init, step by 
          │     forks once more (a new pid namespace only applies to children) and exits
          └─ fork: the init, pid 1 of the new pid namespace, reparented to the caller. It
                   mounts /proc, /dev, /sys, the network files and the user's mounts inside
-                  the rootfs, pivot_roots into it, masks paths, drops capabilities, switches
-                  user, changes to the working directory, finds the executable in the
-                  container's $PATH and waits at a gate until the caller says "start";
-                  then execve.
+                  the rootfs, pivot_roots into it, masks paths, drops capabilities,
+                  installs the seccomp filter (drivers/seccomp.py, compiled before the
+                  forks), switches user, changes to the working directory, finds the
+                  executable in the container's $PATH and waits at a gate until the caller
+                  says "start"; then execve.
 
 Every step before execve reports failure over a CLOEXEC socket (libcontainer's init pipe), so
 `start` fails with Docker's message (`exec: "x": executable file not found in $PATH`, exit code

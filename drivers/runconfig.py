@@ -48,7 +48,8 @@ VALID_SYSCTL_KEY = re.compile(r"^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_-]+)+$")
 # so asking for a container without them is already true.
 SECURITY_OPTS = {"no-new-privileges", "no-new-privileges:true", "no-new-privileges=true",
                  "no-new-privileges:false", "no-new-privileges=false", "seccomp=unconfined",
-                 "seccomp:unconfined", "apparmor=unconfined", "apparmor:unconfined",
+                 "seccomp:unconfined", "seccomp=builtin", "seccomp:builtin",
+                 "apparmor=unconfined", "apparmor:unconfined",
                  "label=disable", "label:disable", "systempaths=unconfined"}
 
 # Where --device PATH_ON_HOST may be a directory: these are never copied (runc's HostDevices).
@@ -472,13 +473,14 @@ def security_opt(host_config, name):
 
 
 def seccomp_profile(host_config):
-    """execdriver.Command.seccomp: "" (Docker's default profile), "unconfined", or the text
-    of the profile --security-opt seccomp=<file> sent (the last one given wins)."""
+    """execdriver.Command.seccomp: "" (Docker's default profile, also asked for by name as
+    seccomp=builtin), "unconfined", or the text of the profile --security-opt
+    seccomp=<file> sent (the last one given wins)."""
     profile = ""
     for option in host_config.get("SecurityOpt") or []:
         if re.split("[=:]", option, 1)[0] == "seccomp":
             profile = option[len("seccomp") + 1:]
-    return profile
+    return "" if profile == "builtin" else profile
 
 
 def ulimits(host_config, default_ulimits):

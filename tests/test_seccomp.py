@@ -7,7 +7,6 @@ child process of the host, whose calls reach the kernel through the native, x32 
 (int 0x80) entry points. Then containers from the real CLI: EPERM outside the allow-list,
 busybox's whole applet set, --cap-add, profile files, malformed ones, unconfined.
 """
-import ctypes
 import errno
 import json
 import os
@@ -492,3 +491,14 @@ def test_create_accepts_a_valid_profile_and_refuses_one_the_kernel_would_not_loa
          "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}]} for value in range(100)]}
     with pytest.raises(InvalidParameter, match="too many argument conditions"):
         runconfig.check_security_opt("seccomp=" + json.dumps(huge))
+
+
+def test_the_security_opt_names_the_profile_the_container_gets():
+    def profile(*options):
+        return runconfig.seccomp_profile({"SecurityOpt": list(options)})
+
+    text = '{"defaultAction": "SCMP_ACT_LOG"}'
+    assert profile() == profile("seccomp=builtin") == profile("no-new-privileges") == ""
+    assert profile("seccomp:unconfined") == "unconfined"
+    assert profile("seccomp=unconfined", "seccomp=" + text) == text
+    runconfig.check_security_opt("seccomp=builtin")

@@ -85,7 +85,7 @@ _DEFAULT_ALLOWED = """
     ppoll ppoll_time64 prctl pread64 preadv preadv2 prlimit64 process_mrelease pselect6
     pselect6_time64 pwrite64 pwritev pwritev2 read readahead readlink readlinkat readv recv
     recvfrom recvmmsg recvmmsg_time64 recvmsg remap_file_pages removexattr removexattrat
-    rename renameat renameat2 restart_syscall rmdir rseq rt_sigaction
+    rename renameat renameat2 restart_syscall riscv_hwprobe rmdir rseq rt_sigaction
     rt_sigpending rt_sigprocmask rt_sigqueueinfo rt_sigreturn rt_sigsuspend rt_sigtimedwait
     rt_sigtimedwait_time64 rt_tgsigqueueinfo sched_getaffinity sched_getattr sched_getparam
     sched_get_priority_max sched_get_priority_min sched_getscheduler sched_rr_get_interval
@@ -111,8 +111,11 @@ NAMESPACE_FLAGS = 0x7E020000
 _ALLOW = "SCMP_ACT_ALLOW"
 _DEFAULT_CONDITIONAL = [
     ("process_vm_readv process_vm_writev ptrace", (), {"minKernel": "4.8"}, None, _ALLOW),
-    # socket(2) for every family but AF_VSOCK (40), which reaches the host.
-    ("socket", [(0, "SCMP_CMP_NE", 40)], None, None, _ALLOW),
+    # socket(2) for every family but AF_ALG (38, the kernel's crypto) and AF_VSOCK (40, which
+    # reaches the host).
+    ("socket", [(0, "SCMP_CMP_LT", 38)], None, None, _ALLOW),
+    ("socket", [(0, "SCMP_CMP_EQ", 39)], None, None, _ALLOW),
+    ("socket", [(0, "SCMP_CMP_GT", 40)], None, None, _ALLOW),
     # personality(2) only for the harmless personas (PER_LINUX, PER_LINUX32, UNAME26,
     # their mix, and 0xffffffff to query).
 ] + [("personality", [(0, "SCMP_CMP_EQ", value)], None, None, _ALLOW)

@@ -119,9 +119,10 @@ def test_clone_is_refused_namespace_flags_and_clone3_answers_enosys(abi):
 @pytest.mark.parametrize("abi", ABIS)
 def test_socket_families_and_personality_values(abi):
     if "socket" in syscalltable.syscall_numbers(abi):  # i386 reaches socket via socketcall too
-        assert decide(abi, "socket", [2]) == ALLOW
+        for family in (1, 2, 10, 16, 37, 39, 41, 45):
+            assert decide(abi, "socket", [family]) == ALLOW, family
+        assert decide(abi, "socket", [38]) == EPERM  # AF_ALG
         assert decide(abi, "socket", [40]) == EPERM  # AF_VSOCK
-        assert decide(abi, "socket", [40 | 1 << 32]) == ALLOW  # the high half counts too
     for value in (0, 8, 0x20000, 0x20008, 0xFFFFFFFF):
         assert decide(abi, "personality", [value]) == ALLOW
     for value in (1, 0x0400000, 0xFFFFFFFF | 1 << 32):
@@ -310,16 +311,16 @@ libc = ctypes.CDLL(None, use_errno=True)
 def call(nr, *args):
     args = [ctypes.c_long(nr)] + [ctypes.c_ulong(a & (1 << 64) - 1) for a in args]
     return 0 if libc.syscall(*args) >= 0 else ctypes.get_errno()
-def vsock():
+def family(number):
     try:
-        socket.socket(40, socket.SOCK_STREAM).close()
+        socket.socket(number, socket.SOCK_SEQPACKET if number == 38 else socket.SOCK_STREAM).close()
         return 0
     except OSError as e:
         return e.errno
 print(json.dumps({"keyctl": call(250, 9999), "add_key": call(248, 1, 1, 1, 1, -1),
                   "unshare_user": call(272, 0x10000000), "personality_1": call(135, 1),
                   "personality_query": call(135, 0xFFFFFFFF), "getpid": call(39),
-                  "vsock": vsock()}))
+                  "alg": family(38), "vsock": family(40), "unix": family(1)}))
 """
 
 
@@ -333,10 +334,10 @@ def probe(daemon, *options):
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 numbers")
 def test_calls_outside_the_allow_list_fail_with_eperm_in_a_container(daemon):  # noqa: F811
     confined, unconfined = probe(daemon), probe(daemon, "--security-opt", "seccomp=unconfined")
-    for name in ("keyctl", "add_key", "unshare_user", "personality_1", "vsock"):
+    for name in ("keyctl", "add_key", "unshare_user", "personality_1", "alg", "vsock"):
         assert confined[name] == errno.EPERM, name
         assert unconfined[name] != errno.EPERM, name  # so the EPERM is the filter's
-    assert confined["getpid"] == confined["personality_query"] == 0
+    assert confined["getpid"] == confined["personality_query"] == confined["unix"] == 0
 
 
 def seccomp_mode(daemon, *options):

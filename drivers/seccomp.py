@@ -27,8 +27,10 @@ Filter layout (struct seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8*i):
     ld  nr
     jge __X32_SYSCALL_BIT    -> x32            x86_64 only: x32 calls come with the native
     <tree of native calls>                      audit arch and bit 30 set in nr, so their
-  x32: <tree of x32 calls>                      own table compares the full number
-  i386: ld nr; <tree of i386 calls>
+  x32: <tree of x32 calls>                      own table compares the full number (ENOSYS
+  i386: ld nr; <tree of i386 calls>             instead of the jump if x32 is not named)
+The profile's architectures (or its archMap entry for the native one) name the other ABIs;
+libseccomp kills the caller on an ABI the filter lacks, pydockerd answers ENOSYS.
 A tree splits the sorted call numbers in halves with `jge` until at most _LEAF_SIZE are
 left; a leaf tests each number with `jeq`, unconditional calls jump to a shared `ret` at the
 end of the leaf, a call with argument conditions has its block inline after its `jeq`, and

@@ -58,7 +58,7 @@ from drivers import (archive, builder, cgroups, commit, containerarchive, distri
                      execdriver, graph as graph_store, graphdriver, health, ioutils, iptables,
                      jsontypes, linux, links, logger, monitor as monitor_module, netlink,
                      network as libnetwork, portmapper, reference, registry, resolver, runconfig,
-                     stats as stats_module, tags, trust, volume)
+                     seccomp, stats as stats_module, tags, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -2427,7 +2427,7 @@ def container_command(daemon, container, rootfs):
         container_dir=container.root,
         masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"),
         no_new_privileges=runconfig.security_opt(host, "no-new-privileges"),
-        seccomp=not host.get("Privileged") and not runconfig.security_opt(host, "seccomp=unconfined"),
+        seccomp=runconfig.seccomp_profile(host),
         ulimits=runconfig.ulimits(host, daemon_ulimits(daemon)),
         oom_score_adj=host.get("OomScoreAdj") or 0)
 
@@ -4935,7 +4935,7 @@ def system_info(daemon, server):
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": [],
+        "SecurityOptions": ["name=seccomp,profile=default"] if seccomp.supported() else [],
         "Warnings": sysinfo.warnings or None,
     }
 

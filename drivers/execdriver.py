@@ -13,10 +13,11 @@ How a container process is made (libcontainer's nsexec + standard_init, step by 
          │     forks once more (a new pid namespace only applies to children) and exits
          └─ fork: the init, pid 1 of the new pid namespace, reparented to the caller. It
                   mounts /proc, /dev, /sys, the network files and the user's mounts inside
-                  the rootfs, pivot_roots into it, masks paths, drops capabilities, switches
-                  user, changes to the working directory, finds the executable in the
-                  container's $PATH and waits at a gate until the caller says "start";
-                  then execve.
+                  the rootfs, pivot_roots into it, masks paths, drops capabilities,
+                  installs the seccomp filter (drivers/seccomp.py, compiled before the
+                  forks), switches user, changes to the working directory, finds the
+                  executable in the container's $PATH and waits at a gate until the caller
+                  says "start"; then execve.
 
 Every step before execve reports failure over a CLOEXEC socket (libcontainer's init pipe), so
 `start` fails with Docker's message (`exec: "x": executable file not found in $PATH`, exit code
@@ -43,7 +44,7 @@ import struct
 import sys
 import termios
 
-from drivers import linux
+from drivers import linux, seccomp
 
 # The capabilities of linux/capability.h, in bit order.
 CAPABILITIES = [
@@ -203,8 +204,9 @@ class Command:
     cgroup_paths maps a hierarchy name to the host directory bound read-only under
     /sys/fs/cgroup ("" for a cgroup v2 directory bound on /sys/fs/cgroup itself); empty, the
     container sees an empty read-only tmpfs there. shm_path, when set, is bound on /dev/shm
-    instead of a new tmpfs (how --ipc container:<id> shares it). seccomp False is
-    --security-opt seccomp=unconfined (see SECCOMP_RULES).
+    instead of a new tmpfs (how --ipc container:<id> shares it). seccomp is "" for Docker's
+    default profile, "unconfined", or a profile's JSON text (--security-opt seccomp=<file>);
+    a privileged container has none.
     """
     id: str
     rootfs: str
@@ -233,7 +235,7 @@ class Command:
     readonly_paths: list = None
     no_new_privileges: bool = False
     cgroup_paths: dict = dataclasses.field(default_factory=dict)
-    seccomp: bool = True
+    seccomp: str = ""
     devices: list = dataclasses.field(default_factory=list)
     ulimits: list = dataclasses.field(default_factory=list)
     oom_score_adj: int = 0
@@ -292,7 +294,7 @@ class _Process:
     tty: bool
     capabilities: int
     no_new_privileges: bool
-    seccomp: bool
+    seccomp_filter: list
     is_init: bool
     ulimits: list
     oom_score_adj: int
@@ -340,7 +342,7 @@ def start(command, stdio):
         user=command.user, group_add=list(command.group_add), tty=command.tty,
         capabilities=capability_mask(command.privileged, command.cap_add, command.cap_drop),
         no_new_privileges=command.no_new_privileges,
-        seccomp=command.seccomp and not command.privileged, is_init=True,
+        seccomp_filter=_container_seccomp_filter(command), is_init=True,
         ulimits=list(command.ulimits), oom_score_adj=command.oom_score_adj, reaper=command.init)
     if not process.args:
         raise ExecdriverError("no command specified", 128)
@@ -360,11 +362,20 @@ def exec_process(command, config, container_pid, stdio):
         user=config.user or command.user, group_add=list(command.group_add), tty=config.tty,
         capabilities=capability_mask(privileged, command.cap_add, command.cap_drop),
         no_new_privileges=command.no_new_privileges,
-        seccomp=command.seccomp and not command.privileged, is_init=False,
+        seccomp_filter=_container_seccomp_filter(command), is_init=False,
         ulimits=list(command.ulimits), oom_score_adj=command.oom_score_adj)
     if not process.args:
         raise ExecdriverError("no command specified", 128)
     return _spawn(lambda sync: _exec_intermediate(container_pid, process, sync, stdio))
+
+
+def _container_seccomp_filter(command):
+    """The container's filter, for its init and its execs alike: computed from the
+    container's capabilities (a privileged exec keeps it, as in Docker)."""
+    if command.privileged:
+        return None
+    return seccomp_filter(command.seccomp, capability_mask(False, command.cap_add,
+                                                            command.cap_drop))
 
 
 def _spawn(intermediate):
@@ -554,10 +565,10 @@ def _finish_process(process, sync):
     _set_rlimits(process.ulimits)
     _write_proc_file("/proc/self/oom_score_adj", str(process.oom_score_adj))
     _apply_capabilities(process.capabilities)
-    if process.seccomp:
+    if process.seccomp_filter:
         # While still root with CAP_SYS_ADMIN, which installing a filter without
         # no_new_privs requires (runc's order); nothing after this needs a denied call.
-        _install_seccomp_filter(seccomp_program(process.capabilities))
+        seccomp.install(process.seccomp_filter)
     os.setgroups(sorted(set(groups)))
     os.setgid(user.gid)
     os.setuid(user.uid)
@@ -1155,121 +1166,15 @@ def _apply_capabilities(mask):
     linux.capset(effective, permitted, 0)
 
 
-# Seccomp (security.md section 1.6). Docker's default profile is an allow-list of ~360
-# calls; what matters most in it is what it refuses, so pydockerd keeps that part as a
-# classic-BPF deny-list: each call below fails with EPERM unless the container holds the
-# capability that Docker's profile asks for it (None: never allowed). clone with namespace
-# flags is refused without CAP_SYS_ADMIN (this is what stops a container from making a user
-# namespace and reaching kernel code meant for real root), clone3 answers ENOSYS so that
-# libc falls back to clone, and calls of another ABI (32-bit, x32) answer ENOSYS because
-# their numbers differ: 32-bit programs do not run (Docker allows them; a choice made here).
-SECCOMP_RULES = {
-    "keyctl": None, "add_key": None, "request_key": None, "userfaultfd": None,
-    "io_uring_setup": None, "io_uring_enter": None, "io_uring_register": None,
-    "pivot_root": None, "swapon": None, "swapoff": None,
-    "mount": "CAP_SYS_ADMIN", "umount2": "CAP_SYS_ADMIN", "unshare": "CAP_SYS_ADMIN",
-    "setns": "CAP_SYS_ADMIN", "open_tree": "CAP_SYS_ADMIN", "move_mount": "CAP_SYS_ADMIN",
-    "fsopen": "CAP_SYS_ADMIN", "fsconfig": "CAP_SYS_ADMIN", "fsmount": "CAP_SYS_ADMIN",
-    "fspick": "CAP_SYS_ADMIN", "mount_setattr": "CAP_SYS_ADMIN", "bpf": "CAP_SYS_ADMIN",
-    "perf_event_open": "CAP_SYS_ADMIN", "open_by_handle_at": "CAP_DAC_READ_SEARCH",
-    "reboot": "CAP_SYS_BOOT", "kexec_load": "CAP_SYS_BOOT", "kexec_file_load": "CAP_SYS_BOOT",
-    "init_module": "CAP_SYS_MODULE", "finit_module": "CAP_SYS_MODULE",
-    "delete_module": "CAP_SYS_MODULE", "acct": "CAP_SYS_PACCT", "syslog": "CAP_SYSLOG",
-}
-
-# The numbers of those calls (asm/unistd_64.h; asm-generic/unistd.h for aarch64) and the
-# audit architecture seccomp reports. Elsewhere the filter is skipped, as Docker does on a
-# kernel without seccomp.
-SECCOMP_ARCHITECTURES = {
-    "x86_64": (0xC000003E, {
-        "keyctl": 250, "add_key": 248, "request_key": 249, "userfaultfd": 323,
-        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-        "pivot_root": 155, "swapon": 167, "swapoff": 168, "mount": 165, "umount2": 166,
-        "unshare": 272, "setns": 308, "open_tree": 428, "move_mount": 429, "fsopen": 430,
-        "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442, "bpf": 321,
-        "perf_event_open": 298, "open_by_handle_at": 304, "reboot": 169, "kexec_load": 246,
-        "kexec_file_load": 320, "init_module": 175, "finit_module": 313,
-        "delete_module": 176, "acct": 163, "syslog": 103, "clone": 56, "clone3": 435}),
-    "aarch64": (0xC00000B7, {
-        "keyctl": 219, "add_key": 217, "request_key": 218, "userfaultfd": 282,
-        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-        "pivot_root": 41, "swapon": 224, "swapoff": 225, "mount": 40, "umount2": 39,
-        "unshare": 97, "setns": 268, "open_tree": 428, "move_mount": 429, "fsopen": 430,
-        "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442, "bpf": 280,
-        "perf_event_open": 241, "open_by_handle_at": 265, "reboot": 142, "kexec_load": 104,
-        "kexec_file_load": 294, "init_module": 105, "finit_module": 273,
-        "delete_module": 106, "acct": 89, "syslog": 116, "clone": 220, "clone3": 435}),
-}
-
-# clone flags that make namespaces (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET).
-_NAMESPACE_FLAGS = 0x7E020000
-_X32_SYSCALL_BIT = 0x40000000
-
-# Classic BPF (linux/filter.h, linux/seccomp.h).
-_BPF_LD_W_ABS = 0x20
-_BPF_JEQ_K = 0x15
-_BPF_JGE_K = 0x35
-_BPF_JSET_K = 0x45
-_BPF_RET_K = 0x06
-_SECCOMP_RET_ALLOW = 0x7FFF0000
-_SECCOMP_RET_ERRNO = 0x00050000
-_PR_SET_SECCOMP = 22
-_SECCOMP_MODE_FILTER = 2
-# Offsets in struct seccomp_data: nr, arch, then args[0] (its low half on little endian).
-_DATA_NR, _DATA_ARCH, _DATA_ARG0 = 0, 4, 16
-
-
-class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
-
-
-def seccomp_program(capabilities, machine=None):
-    """The filter for a process with this capability mask, as (code, jt, jf, k) tuples, or
-    None on an architecture without a syscall table here."""
-    machine = machine or os.uname().machine
-    if machine not in SECCOMP_ARCHITECTURES:
+def seccomp_filter(profile, capabilities):
+    """The seccomp program for a container's processes (security.md section 1.6): None
+    for "unconfined", else Docker's default profile ("") or the profile's JSON text,
+    compiled for the container's capability mask (drivers/seccomp.py)."""
+    if profile == "unconfined":
         return None
-    audit_arch, numbers = SECCOMP_ARCHITECTURES[machine]
-
-    def has(cap):
-        return cap is not None and bool(capabilities & (1 << CAPABILITIES.index(cap)))
-
-    denied = sorted(numbers[name] for name, cap in SECCOMP_RULES.items() if not has(cap))
-    # Jumps are relative, so the code is laid out with labels and resolved at the end.
-    code = [(_BPF_LD_W_ABS, 0, 0, _DATA_ARCH),
-            (_BPF_JEQ_K, "next", "enosys", audit_arch),
-            (_BPF_LD_W_ABS, 0, 0, _DATA_NR)]
-    if machine == "x86_64":
-        code.append((_BPF_JGE_K, "enosys", "next", _X32_SYSCALL_BIT))
-    code += [(_BPF_JEQ_K, "eperm", "next", number) for number in denied]
-    if not has("CAP_SYS_ADMIN"):
-        code += [(_BPF_JEQ_K, "enosys", "next", numbers["clone3"]),
-                 (_BPF_JEQ_K, "next", "allow", numbers["clone"]),
-                 (_BPF_LD_W_ABS, 0, 0, _DATA_ARG0),
-                 (_BPF_JSET_K, "eperm", "allow", _NAMESPACE_FLAGS)]
-    labels = {"allow": len(code), "eperm": len(code) + 1, "enosys": len(code) + 2}
-    code += [(_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW),
-             (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | errno.EPERM),
-             (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | errno.ENOSYS)]
-
-    def offset(at, jump):
-        return 0 if jump in (0, "next") else labels[jump] - at - 1
-
-    return [(op, offset(at, jt), offset(at, jf), k) for at, (op, jt, jf, k) in enumerate(code)]
-
-
-def _install_seccomp_filter(program):
-    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog): from here on, for good."""
-    if program is None:
-        return
-    instructions = (_SockFilter * len(program))(*(_SockFilter(*i) for i in program))
-    fprog = _SockFprog(len(program), instructions)
-    linux.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+    names = {name for bit, name in enumerate(CAPABILITIES) if capabilities & (1 << bit)}
+    return seccomp.compile_filter(
+        seccomp.load_profile(profile) if profile else seccomp.DEFAULT_PROFILE, names)
 
 
 def _environment(env, home):

@@ -15,18 +15,19 @@ rlimits and sysctls. This module is that middle layer, with dockerd's messages:
     device_rules(host_config), devices(...)      the device filter's rules and the nodes made
                                                  in the container's /dev
     ulimits(host_config, defaults), sysctls(...) what the container's process gets
+    seccomp_profile(host_config)                 its seccomp profile (execdriver.Command)
 
 pydockerd's rule: no option is accepted and ignored. An option the kernel cannot enforce here
 (kernel memory on a 5.16+ kernel, a memory limit without the memory controller) is refused at
 create, where dockerd would often only warn and drop it; so are the options pydockerd does not
-implement (real-time CPU, cgroup namespaces, GPUs, seccomp profiles from a file).
+implement (real-time CPU, cgroup namespaces, GPUs).
 """
 import os
 import re
 import resource
 import stat
 
-from drivers import cgroups, execdriver, linux
+from drivers import cgroups, execdriver, linux, seccomp
 from drivers.errdefs import InvalidParameter
 
 MIN_MEMORY = 6 * 1024 * 1024       # linuxMinMemory: below it the kernel OOMs the container at once
@@ -47,7 +48,8 @@ VALID_SYSCTL_KEY = re.compile(r"^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_-]+)+$")
 # so asking for a container without them is already true.
 SECURITY_OPTS = {"no-new-privileges", "no-new-privileges:true", "no-new-privileges=true",
                  "no-new-privileges:false", "no-new-privileges=false", "seccomp=unconfined",
-                 "seccomp:unconfined", "apparmor=unconfined", "apparmor:unconfined",
+                 "seccomp:unconfined", "seccomp=builtin", "seccomp:builtin",
+                 "apparmor=unconfined", "apparmor:unconfined",
                  "label=disable", "label:disable", "systempaths=unconfined"}
 
 # Where --device PATH_ON_HOST may be a directory: these are never copied (runc's HostDevices).
@@ -448,8 +450,13 @@ def check_security_opt(option):
         return
     key = re.split("[=:]", option, 1)[0]
     if key == "seccomp":
-        raise InvalidParameter("pydockerd does not support seccomp profiles yet: only "
-                               "seccomp=unconfined (or the built-in filter)")
+        # The CLI has replaced the file's name by its text: "seccomp=<json>". Compiled once
+        # here so that a profile too big for the kernel is refused at create, not at start.
+        try:
+            seccomp.compile_filter(seccomp.load_profile(option[len(key) + 1:]), set())
+        except seccomp.ProfileError as e:
+            raise InvalidParameter(str(e)) from None
+        return
     if key in ("apparmor", "label"):
         raise InvalidParameter("pydockerd does not apply %s profiles: only %s" % (
             key, "apparmor=unconfined" if key == "apparmor" else "label=disable"))
@@ -463,6 +470,17 @@ def security_opt(host_config, name):
         return bool(options & {"no-new-privileges", "no-new-privileges:true",
                                "no-new-privileges=true"})
     return bool(options & {name, name.replace("=", ":")})
+
+
+def seccomp_profile(host_config):
+    """execdriver.Command.seccomp: "" (Docker's default profile, also asked for by name as
+    seccomp=builtin), "unconfined", or the text of the profile --security-opt
+    seccomp=<file> sent (the last one given wins)."""
+    profile = ""
+    for option in host_config.get("SecurityOpt") or []:
+        if re.split("[=:]", option, 1)[0] == "seccomp":
+            profile = option[len("seccomp") + 1:]
+    return "" if profile == "builtin" else profile
 
 
 def ulimits(host_config, default_ulimits):

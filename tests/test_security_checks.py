@@ -1,4 +1,8 @@
-"""security.md section 6, checks 1, 4-9, 11-15, 23 and 24, run with the real docker CLI.
+"""security.md section 6, checks 1-9, 11-15, 20, 23 and 24, run with the real docker CLI.
+
+(Check 10 is also in test_runtime_cli.py; 17-19 are in test_cp_top_cli.py; 21 and 22 in
+test_daemon.py; 25 in part in test_boot.py and test_containers_cli.py; 16 is the robustness
+issue's, like the rest of 25.)
 
 Each check is the command the checklist gives, against a pydockerd with a busybox image, with
 `--network none`. A sub-check is skipped only where this host lacks the path it is about
@@ -8,6 +12,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 
 import pytest
 
@@ -44,6 +49,33 @@ def capability_sets(daemon):
 ])
 def test_check01_capability_set(capability_sets, name, expected):
     assert capability_sets[name] == expected
+
+
+# -- checks 2 and 3: capabilities of a user, dropped capabilities, no_new_privileges -------
+
+def status_fields(daemon, *options):
+    status = out(run(daemon, "--rm", *options, "busybox", "grep", "-E", "^(Cap(Eff|Bnd)|NoNewPrivs)",
+                     "/proc/self/status"))
+    return dict(line.split(":\t") for line in status.splitlines())
+
+
+def test_check02_a_non_root_user_has_no_effective_capabilities(daemon):
+    fields = status_fields(daemon, "--user", "1000:1000")
+    assert (fields["CapEff"], fields["CapBnd"]) == ("0000000000000000", DEFAULT_CAPS)
+
+
+def test_check02_cap_drop_all_empties_the_bounding_set(daemon):
+    assert status_fields(daemon, "--cap-drop", "ALL")["CapBnd"] == "0000000000000000"
+
+
+def test_check02_cap_drop_chown_refuses_chown(daemon):
+    result = in_container(daemon, "chown 100 /tmp", "--cap-drop", "chown", check=False)
+    assert result.returncode != 0 and "Operation not permitted" in err(result)
+
+
+def test_check03_no_new_privileges_only_when_asked(daemon):
+    assert status_fields(daemon)["NoNewPrivs"] == "0"
+    assert status_fields(daemon, "--security-opt", "no-new-privileges")["NoNewPrivs"] == "1"
 
 
 # -- check 4: masked files ----------------------------------------------------------------
@@ -466,3 +498,29 @@ def test_check24_backoff_doubles_from_100ms(daemon):
     for count, delay in delays.items():
         backoff = 0.1 * 2 ** count
         assert backoff - 0.02 <= delay <= backoff + 0.3, (count, delays)
+
+
+# -- check 20: on-disk permissions --------------------------------------------------------
+
+def test_check20_state_is_closed_to_other_users(daemon):
+    """The data root and each container's directory are 0710 or stricter and root's, its config
+    0600; and no world-writable path under the data or exec root can be written by another
+    user (the image layers' own 1777 /tmp directories are shut in by their parents)."""
+    cid = out(run(daemon, "-d", "busybox", "sh", "-c", LOOP))
+    container_dir = os.path.join(daemon.root, "containers", cid)
+    for path in (daemon.root, container_dir):
+        info = os.stat(path)
+        assert stat.S_IMODE(info.st_mode) & ~0o710 == 0 and info.st_uid == 0, path
+    assert stat.S_IMODE(os.stat(os.path.join(container_dir, "config.v2.json")).st_mode) == 0o600
+    writable = []
+    for top in (daemon.root, daemon.exec_root):
+        for directory, names, files in os.walk(top):
+            for name in names + files:
+                path = os.path.join(directory, name)
+                if not os.path.islink(path) and os.lstat(path).st_mode & stat.S_IWOTH:
+                    writable.append(path)
+    assert writable, "expected the image's /tmp to be world-writable, so the test means something"
+    for path in writable:
+        probe = subprocess.run(["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups",
+                                "test", "-w", path])
+        assert probe.returncode != 0, "another user can write %s" % path

@@ -249,6 +249,41 @@ def bench_build(hosts, work):
         docker(host, "rmi", "bench/built:1", "bench/big:1", "bench/busybox:1")
 
 
+STATS_CONTAINERS = 20
+CP_MB = 100
+COMMIT_MB = 50
+
+
+def bench_runtime(hosts, work):
+    """docker stats --no-stream for 20 running containers; docker cp of a 100 MB directory
+    both ways; docker commit of a container with 50 MB of changes."""
+    payload = os.path.join(work, "cp-payload")
+    os.makedirs(payload)
+    for index in range(10):
+        with open(os.path.join(payload, "part%d" % index), "wb") as part:
+            part.write(os.urandom(CP_MB * 1024 * 1024 // 10))
+    for label, host in hosts:
+        load_busybox(host, work)
+        env = dict(os.environ, DOCKER_HOST=host)
+        ids = [subprocess.run([DOCKER, "run", "-d", "--network", "none", "--label", "bench=1",
+                               "bench/busybox:1", "sleep", "600"], env=env, check=True,
+                              stdout=subprocess.PIPE).stdout.decode().strip()
+               for _ in range(STATS_CONTAINERS)]
+        runs = [docker(host, "stats", "--no-stream") for _ in range(3)]
+        print("stats --no-stream   %-10s median %.2f s (%d containers)"
+              % (label, statistics.median(runs), STATS_CONTAINERS))
+        into = docker(host, "cp", payload, ids[0] + ":/tmp/payload")
+        out_dir = os.path.join(work, "cp-out-" + label)
+        back = docker(host, "cp", ids[0] + ":/tmp/payload", out_dir)
+        print("cp %d MB in / out    %-10s %.2f / %.2f s" % (CP_MB, label, into, back))
+        docker(host, "exec", ids[1], "sh", "-c", "head -c %d /dev/urandom > /tmp/changes" % (COMMIT_MB << 20))
+        seconds = docker(host, "commit", ids[1], "bench/committed:1")
+        print("commit %d MB          %-10s %.2f s" % (COMMIT_MB, label, seconds))
+        docker(host, "rm", "-f", *ids)
+        docker(host, "rmi", "bench/committed:1", "bench/busybox:1")
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def container_ids(host, label_filter):
     listed = subprocess.run([DOCKER, "ps", "-aq", "--filter", label_filter], check=True,
                             env=dict(os.environ, DOCKER_HOST=host), stdout=subprocess.PIPE)
@@ -384,6 +419,7 @@ def main():
         bench_registry(hosts, work)
         bench_containers(hosts, work)
         bench_build(hosts, work)
+        bench_runtime(hosts, work)
     finally:
         daemon.cleanup()
     networked = DaemonProcess(new_daemon_dir(), [], netns=True).start()

@@ -108,11 +108,6 @@ class AddressPool(object):
         with self._lock:
             self._in_use.discard(ipaddress.ip_address(address))
 
-    def in_use(self):
-        with self._lock:
-            return sorted(str(address) for address in self._in_use)
-
-
 def mac_for_ip(address):
     """GenerateMACFromIP: 02:42 followed by the IPv4 address, so 172.17.0.2 is 02:42:ac:11:00:02."""
     return "02:42:" + ":".join("%02x" % byte for byte in ipaddress.ip_address(address).packed)

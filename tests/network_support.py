@@ -10,7 +10,6 @@ sockets, linkgraph.db's link edges) are what "nothing half made" is checked agai
 """
 import contextlib
 import hashlib
-import io
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import tarfile
 import time
 
 from containers_support import busybox_daemon
+from registry_fixtures import write_tar
 
 # The host's Python inside a busybox container (a UDP server the image cannot run itself):
 # /usr and the loader's directories, read-only. Debian merges /lib into /usr/lib.
@@ -232,11 +232,7 @@ def exposing_archive(archive, out, ref, ports):
     manifest[0].update(Config=hashlib.sha256(config_bytes).hexdigest() + ".json", RepoTags=[ref])
     members[manifest[0]["Config"]] = config_bytes
     members["manifest.json"] = json.dumps(manifest).encode()
-    with tarfile.open(out, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    write_tar(out, members)
     return out
 
 

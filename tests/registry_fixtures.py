@@ -356,12 +356,17 @@ def docker_archive(path, layers, label="test", architecture="amd64"):
         layer_names.append(name)
     members["manifest.json"] = json.dumps([{"Config": sha256(config)[7:] + ".json", "RepoTags": None,
                                             "Layers": layer_names}]).encode()
+    write_tar(path, members)
+    return config
+
+
+def write_tar(path, members):
+    """A tar at path of {name: bytes}, regular files in that order (a docker-archive's shape)."""
     with tarfile.open(path, "w") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return config
 
 
 class OCILayout(object):

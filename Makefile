@@ -4,10 +4,14 @@ PYTHON ?= python3
 PY39 ?= $(shell for p in python3.9 /root/.pyenv/versions/3.9*/bin/python3; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null && echo $$p && break; done)
 
-.PHONY: test lint bench
+.PHONY: test soak lint bench
 
 test: lint
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m "not soak" tests
+
+# The long fuzz, fault-injection and load runs (each has a short slice in `make test`).
+soak:
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m soak tests
 
 # Every file must compile and parse as Python 3.9: minimal distros ship old interpreters.
 lint:

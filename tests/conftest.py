@@ -21,6 +21,12 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+
+def pytest_configure(config):
+    """`soak`: the long fuzz, fault and load runs, behind `make soak`; `make test` skips them."""
+    config.addinivalue_line("markers", "soak: a long run, only under `make soak`")
+
+
 DOCKER = os.environ.get("DOCKER_CLI", "/usr/local/bin/docker")
 BUSYBOX = "/bin/busybox"
 

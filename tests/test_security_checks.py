@@ -34,8 +34,8 @@ never because it fails.
 16 CVE-2019-5736       ::test_check16_a_sealed_copy_refuses_every_write,
                        ::test_check16_the_fork_server_runs_from_a_sealed_memfd,
                        ::test_check16_exec_never_exposes_the_host_interpreter (default capabilities
-                       and --cap-add SYS_PTRACE); test_monitor.py and test_execdriver.py run the
-                       fork server the same way
+                       and --cap-add SYS_PTRACE); test_monitor.py starts its fork servers from
+                       the sealed copy too
 17 docker cp escapes   test_cp_top_cli.py::test_cp_paths_stay_inside_the_container,
                        test_cp_top_cli.py::test_cp_symlinks_of_a_stopped_container_stay_inside
 18 tar breakout        test_cp_top_cli.py::test_hostile_tars_stay_contained,

@@ -22,7 +22,7 @@ filesystem) and seals it:
     F_SEAL_SEAL     the seals themselves can never be removed or changed
 
 It then keeps only a read-only descriptor on the copy (an exec needs no writable opening of
-the file it runs, and an older kernel refuses the exec with ETXTBSY while one exists) and
+the file it runs, and many kernels refuse to exec a file open for writing: ETXTBSY) and
 starts the fork server from it through /proc/self/fd/N. Every process forked from there, and
 so every process a container can see before its execve, has /proc/<pid>/exe pointing at
 "/memfd:python3.11 (deleted)": opening it reaches the sealed copy, never the host's file.
@@ -40,8 +40,9 @@ from its host path, as it maps libc and the extension modules of lib-dynload. Wr
 mapped library are not refused with ETXTBSY (only executables are), so the question is
 whether a container can open one. It has three ways, and none is open to it:
 
-  * the path in /proc/<pid>/maps: the helper has pivoted or setns'd into the container's
-    mount namespace, so the path resolves inside the container's root, to the image's files;
+  * the path in /proc/<pid>/maps: the container resolves it inside its own root, and so
+    does /proc/<pid>/root/<path>, since every helper it can see has already joined its mount
+    namespace (an exec) or pivoted into its root (the init, which it only sees once running);
   * /proc/<pid>/fd: ld.so closes the descriptor once the library is mapped;
   * /proc/<pid>/map_files/<range>: the kernel lets only a holder of CAP_CHECKPOINT_RESTORE or
     CAP_SYS_ADMIN in the initial user namespace follow these links (proc_map_files_get_link),
@@ -54,9 +55,16 @@ LD_PRELOAD=/proc/self/fd/N, which ld.so matches by soname) would cost 23 MB of m
 daemon and still leave libc and the extension modules mapped from the host. The check 16
 tests prove both halves: exe links are sealed memfds, map_files is refused to CAP_SYS_PTRACE.
 
+What stays outside: a container started with --pid=host sees the daemon itself, which runs
+from the host's file; as with dockerd and containerd, sharing the host's pid namespace (and
+more so with CAP_SYS_PTRACE) is a grant of the host, not a boundary.
+
 Cost: one copy of the executable per daemon boot (the 17 KB launcher here, the whole
-interpreter for a static build), shared by every fork server the daemon starts.
+interpreter for a static build), shared by every fork server the daemon starts. Measured here:
+boot to the first /_ping 0.305 s before and 0.307 s after (median of 5), the fork server's
+resident memory 15.5 MB either way.
 """
+import errno
 import fcntl
 import os
 import sys
@@ -93,7 +101,9 @@ def seal_executable(source):
     flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
     try:
         writable = os.memfd_create(name, flags | _MFD_EXEC)
-    except OSError:
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise
         writable = os.memfd_create(name, flags)
     try:
         _copy_into(source, writable)

@@ -20,7 +20,10 @@ Monitors are forked from the fork server: forking the daemon itself is unsafe (i
 threads) and starting a new interpreter per container costs ~0.1 s, so the daemon starts one
 small interpreter at boot that imports this module and nothing else, and forks a monitor for
 each container from it: a start costs a fork, and a monitor costs only what this lean process
-holds (the daemon's API, registry and image code are not in it).
+holds (the daemon's API, registry and image code are not in it). That interpreter is started
+from a sealed memfd copy of the host's (drivers/exeseal.py), so that no process a container
+can see (a monitor's exec helper, a container's init before its execve, the --init reaper) has
+the host's interpreter file behind its /proc/<pid>/exe (CVE-2019-5736).
 
 The on-disk protocol, in the state directory the daemon names (one per container, one per
 exec instance, under the exec root):
@@ -69,7 +72,7 @@ import termios
 import threading
 import time
 
-from drivers import execdriver, linux, logger, proxy
+from drivers import execdriver, exeseal, linux, logger, proxy
 
 PID_FILE = "monitor.pid"
 STATE_FILE = "state.json"
@@ -116,18 +119,21 @@ class MonitorError(Exception):
 
 def start_fork_server():
     """Start the spawner of monitors (call it once at boot); see ForkServer."""
-    return ForkServer()
+    return ForkServer(exeseal.sealed_interpreter())
 
 
-def _launch_fork_server():
+def _launch_fork_server(interpreter):
     """A fresh interpreter (thread-free whatever the daemon runs) that imports only this
-    module and serves forks on a socket; (its pid, our end of the socket)."""
+    module and serves forks on a socket; (its pid, our end of the socket).
+
+    interpreter is the sealed copy of sys.executable (an exeseal.SealedExecutable); argv[0]
+    stays sys.executable, from which Python finds its standard library."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         theirs.set_inheritable(True)
         code = ("import sys; sys.path.insert(0, %r); from drivers import monitor; "
                 "monitor.serve_forks(%d)" % (_PROJECT_ROOT, theirs.fileno()))
-        pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code],
+        pid = os.posix_spawn(interpreter.path, [sys.executable, "-I", "-S", "-c", code],
                              os.environ)
     except BaseException:
         ours.close()
@@ -141,12 +147,14 @@ class ForkServer(object):
     """The daemon's handle on the fork server; safe to use from many threads.
 
     The fork server exits when the daemon closes its socket or dies; should it die first,
-    the next spawn starts a new one (posix_spawn is safe in a threaded process).
+    the next spawn starts a new one (posix_spawn is safe in a threaded process), from the
+    same sealed interpreter, which the ForkServer owns.
     """
 
-    def __init__(self):
+    def __init__(self, interpreter):
         self._lock = threading.Lock()
-        self.pid, self._sock = _launch_fork_server()
+        self._interpreter = interpreter
+        self.pid, self._sock = _launch_fork_server(interpreter)
 
     def spawn_monitor(self, state_dir, command, log_driver="json-file", log_opts=None,
                       log_path="", log_info=None, start=True):
@@ -198,13 +206,14 @@ class ForkServer(object):
                 self._sock.sendmsg([b"spawn"], message)
             except OSError:  # it died: reap it and start another
                 self._stop()
-                self.pid, self._sock = _launch_fork_server()
+                self.pid, self._sock = _launch_fork_server(self._interpreter)
                 self._sock.sendmsg([b"spawn"], message)
 
     def close(self):
         """Stop the fork server (monitors it spawned keep running)."""
         with self._lock:
             self._stop()
+            self._interpreter.close()
 
     def _stop(self):
         self._sock.close()

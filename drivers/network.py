@@ -997,6 +997,13 @@ class Controller(object):
                 self._start_dns(container, box)
             box.joined = alive
 
+    def allocated_settings(self, container):
+        """The NetworkSettings of a start in progress, once allocate() has taken its addresses,
+        endpoints and host ports: the daemon records them before join() makes any interface
+        or rule, so that forget() can give back what a start cut short by a crash took."""
+        with self.lock:
+            return self._running_settings(container, self.sandboxes[container.id])
+
     def forget(self, container, children):
         """A container that died while the daemon was down: the rules, veth and settings the
         previous daemon made for it go (each only where it is still present)."""

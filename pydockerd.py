@@ -896,9 +896,7 @@ def init_stats_collector():
 def restore(daemon):
     """daemon.restore: load every container, repair what a crash left (drivers/reconcile.py
     says what and how, step by step), re-adopt the running ones, finish removals, apply
-    restart policies. A container whose config cannot be read is reported and skipped, so one
-    corrupt file never stops the daemon from serving the rest.
-    """
+    restart policies."""
     found = reconcile.scan_repository(daemon.repository, Container.from_disk)
     loaded = found.containers
     for container in loaded:
@@ -909,8 +907,8 @@ def restore(daemon):
         daemon.containers.add(container)
     reconcile.reconcile_names(daemon.linkgraph, found)
     state_root = os.path.dirname(monitor_state_dir(daemon, "-"))
-    reconcile.reap_state_dirs(state_root, found, daemon.cgroups.load,
-                              functools.partial(give_back_network, daemon))
+    reconcile.reap_state_dirs(state_root, found, daemon.cgroups.load, lambda c, settings:
+                              daemon.netcontroller.forget(c, link_children(daemon, c), settings))
     reconcile.reap_exec_dirs(os.path.join(daemon.config.exec_root, "exec"))
     roots = [restore_container(daemon, container) for container in loaded]
     daemon.volumes.restore([(c.id, c.running, c.mount_points) for c in loaded])
@@ -929,12 +927,6 @@ def restore(daemon):
         else:
             restart_after_boot(daemon, container)
     log.debug("Loaded %d containers", len(loaded))
-
-
-def give_back_network(daemon, container, settings):
-    """What a start cut short took of the network, from its record (reconcile.reap_state_dirs)."""
-    container.network_settings = settings
-    daemon.netcontroller.forget(container, link_children(daemon, container))
 
 
 # ------------------------------------------------------------------------------------------
@@ -1595,8 +1587,7 @@ def unique_random_name(daemon):
 
 def build_container(daemon, container, config, host_config, image, name, mount_points):
     """newContainer + setRWLayer + registerMountPoints + ToDisk: the container's directory,
-    writable layer and volumes. It is built under a .create- name, its config written first
-    (naming the volumes to come), and renamed into place whole (drivers/reconcile.py)."""
+    writable layer and volumes, built under a .create- name, config first (drivers/reconcile.py)."""
     entrypoint = config.get("Entrypoint") or []
     command = entrypoint + (config.get("Cmd") or [])
     container.name, container.created = name, logger.format_time(time.time_ns())
@@ -1839,9 +1830,8 @@ def spawn_container_monitor(daemon, container, rootfs):
     The network comes in two halves around the process's birth: addresses, host ports and
     the /etc files before it (allocate), its interfaces, rules, DNS and userland proxy once
     its namespace exists (join), so its command never runs without its network. On a
-    failure, failed_start gives the network back. What the allocation took is recorded in
-    the state directory before anything is made of it, for a restarted daemon to undo a start
-    cut short (starting.json, drivers/reconcile.py).
+    failure, failed_start gives the network back; a crash, the next boot (starting.json,
+    drivers/reconcile.py).
     """
     log_config = container.host_config["LogConfig"]
     state_dir = monitor_state_dir(daemon, container.id)
@@ -2250,9 +2240,9 @@ def remove_container(daemon, container, force=False, remove_volumes=False):
     """daemon.ContainerRm: refuse a running container unless forced; then drop every trace
     (with remove_volumes, `rm -v`, its anonymous volumes too).
 
-    The removal is recorded in config.v2.json first: a daemon killed after that finishes it
-    at boot (finish_removal). If a step fails (a busy mount, a full disk), the container stays
-    registered and may be removed again later, rather than being stuck "in removal" for good.
+    The removal is recorded first: a daemon killed after that finishes it at boot. If a step
+    fails (a busy mount, a full disk), the container stays registered and may be removed again
+    later, rather than being stuck "in removal" for good.
     """
     with container.cond:
         if container.removing or container.removed:

@@ -2033,7 +2033,7 @@ def container_exited(daemon, container, monitor):
                       container.event_attributes(exitCode=str(container.exit_code)))
     if restart:
         schedule_restart(daemon, container, ran_for)
-    elif container.host_config.get("AutoRemove"):
+    elif container.host_config.get("AutoRemove") and not container.removing:  # rm -f: on its way
         remove_container(daemon, container, force=True, remove_volumes=True)
 
 

@@ -57,8 +57,8 @@ import urllib.parse
 from drivers import (archive, builder, cgroups, commit, containerarchive, distribution, errdefs,
                      execdriver, graph as graph_store, graphdriver, health, ioutils, iptables,
                      jsontypes, linux, links, logger, monitor as monitor_module, netlink,
-                     network as libnetwork, portmapper, reference, registry, resolver, runconfig,
-                     seccomp, stats as stats_module, tags, trust, volume)
+                     network as libnetwork, portmapper, reconcile, reference, registry, resolver,
+                     runconfig, seccomp, stats as stats_module, tags, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -894,31 +894,34 @@ def init_stats_collector():
 
 @boot_step
 def restore(daemon):
-    """daemon.restore: load every container, re-adopt the running ones, apply restart policies.
-
-    A container directory whose config cannot be read is reported and skipped, so one
-    corrupt file never stops the daemon from serving the rest.
-    """
-    loaded = []
-    for name in sorted(os.listdir(daemon.repository)):
-        try:
-            container = Container.from_disk(os.path.join(daemon.repository, name))
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            log.error("Failed to load container %s: %s", name, err)
-            continue
-        if daemon.containers.names.get(container.name) is None:
-            daemon.containers.names.set(container.name, container.id)
+    """daemon.restore: load every container, repair what a crash left (drivers/reconcile.py
+    says what and how, step by step), re-adopt the running ones, finish removals, apply
+    restart policies."""
+    found = reconcile.scan_repository(daemon.repository, Container.from_disk)
+    loaded = found.containers
+    for container in loaded:
         if container.network_settings is None:
             container.network_settings = migrate_network_settings(daemon, container)
         if container.mount_points is None:
             container.mount_points = migrate_mount_points(container)
         daemon.containers.add(container)
-        loaded.append(container)
-    for container in loaded:
-        restore_container(daemon, container)
+    reconcile.reconcile_names(daemon.linkgraph, found)
+    state_root = os.path.dirname(monitor_state_dir(daemon, "-"))
+    reconcile.reap_state_dirs(state_root, found, daemon.cgroups.load, lambda c, settings:
+                              daemon.netcontroller.forget(c, link_children(daemon, c), settings))
+    reconcile.reap_exec_dirs(os.path.join(daemon.config.exec_root, "exec"))
+    roots = [restore_container(daemon, container) for container in loaded]
     daemon.volumes.restore([(c.id, c.running, c.mount_points) for c in loaded])
+    reconcile.undo_creates(found.creating, Container.from_disk, daemon.graph.release_rw_layer,
+                           lambda c: volume.remove_mount_points(daemon.volumes, c.id,
+                                                                c.mount_points, True))
+    reconcile.unmount_strays(daemon.driver.home, [root for root in roots if root], state_root, found)
     for container in loaded:
-        if container.host_config.get("AutoRemove") and container.has_been_started \
+        if container.removing:
+            log.warning("Finishing the removal of container %s", container.id[:12])
+            with contextlib.suppress(errdefs.DockerError):  # logged; removed again by hand
+                finish_removal(daemon, container)
+        elif container.host_config.get("AutoRemove") and container.has_been_started \
                 and not container.running:
             remove_container(daemon, container, force=True, remove_volumes=True)
         else:
@@ -1159,6 +1162,17 @@ class LinkGraph(object):
                                      (parent_id, alias))
             return cursor.rowcount > 0
 
+    def names(self):
+        """Every (name, entity) pair: the names containers hold ("/web")."""
+        with self.lock:
+            return [("/" + name, entity) for name, entity in self.db.execute(
+                "SELECT name, entity_id FROM edge WHERE parent_id = '0'").fetchall()]
+
+    def entities(self):
+        """Every entity but the root: the containers that hold a name or a link."""
+        with self.lock:
+            return [row[0] for row in self.db.execute("SELECT id FROM entity WHERE id != '0'")]
+
     def purge(self, entity_id):
         """Purge: remove an entity and every edge to or from it (a removed container)."""
         with self.lock:
@@ -1235,6 +1249,7 @@ class Container(object):
         self.paused = False       # frozen by `docker pause` (its cgroup's freezer) while running
         self.restarting = False
         self.removing = False
+        self.remove_volumes = False  # while removing: `rm -v`, for a removal finished at boot
         self.pid = 0
         self.exit_code = 0
         self.error = ""
@@ -1255,7 +1270,8 @@ class Container(object):
         self.cond = threading.Condition()
 
     STATE_KEYS = ("running", "paused", "restarting", "pid", "exit_code", "error", "health",
-                  "started_at", "finished_at", "has_been_started", "manually_stopped", "oom_killed")
+                  "started_at", "finished_at", "has_been_started", "manually_stopped", "oom_killed",
+                  "removing", "remove_volumes")
 
     @property
     def status(self):
@@ -1271,7 +1287,7 @@ class Container(object):
 
     @property
     def config_path(self):
-        return os.path.join(self.root, "config.v2.json")
+        return os.path.join(self.root, reconcile.CONFIG_FILE)
 
     @property
     def log_path(self):
@@ -1491,7 +1507,7 @@ def create_container(daemon, config, host_config, name, networking_config):
     warnings = resource_warnings + list(warnings or [])
     children = link_children_for_create(daemon, host_config)
     container = Container(None, generate_container_id())
-    container.root = os.path.join(daemon.repository, container.id)
+    container.root = os.path.join(daemon.repository, reconcile.CREATE_PREFIX + container.id)
     container.network_settings = network_settings
     name = validate_container_name(name) if name else unique_random_name(daemon)
     daemon.containers.reserve_name(name, container.id)
@@ -1571,7 +1587,7 @@ def unique_random_name(daemon):
 
 def build_container(daemon, container, config, host_config, image, name, mount_points):
     """newContainer + setRWLayer + registerMountPoints + ToDisk: the container's directory,
-    writable layer and volumes."""
+    writable layer and volumes, built under a .create- name, config first (drivers/reconcile.py)."""
     entrypoint = config.get("Entrypoint") or []
     command = entrypoint + (config.get("Cmd") or [])
     container.name, container.created = name, logger.format_time(time.time_ns())
@@ -1580,11 +1596,16 @@ def build_container(daemon, container, config, host_config, image, name, mount_p
     container.image_id, container.driver = image.id, daemon.driver.name
     config.setdefault("Hostname", container.id[:12])
     config["Hostname"] = config["Hostname"] or container.id[:12]
+    container.mount_points = mount_points
     os.makedirs(container.root, 0o710)
-    daemon.graph.create_rw_layer(container.id, image.id, init_func=setup_init_layer)
-    container.mount_points = register_volumes(daemon, container.id, mount_points)
     container.write_host_config()
     container.to_disk()
+    daemon.graph.create_rw_layer(container.id, image.id, init_func=setup_init_layer)
+    container.mount_points = register_volumes(daemon, container.id, mount_points)
+    container.to_disk()
+    staging, container.root = container.root, os.path.join(daemon.repository, container.id)
+    os.rename(staging, container.root)
+    ioutils.fsync_dir(daemon.repository)
 
 
 def register_volumes(daemon, container_id, mount_points):
@@ -1785,6 +1806,7 @@ def failed_start(daemon, container, monitor, err):
         container.monitor = None
         daemon.netcontroller.release(container)
         container.cond.notify_all()
+    start_finished(daemon, container)
     try:
         daemon.graph.unmount_rw_layer(container.id)
     except (OSError, KeyError, errdefs.DockerError) as unmount_error:
@@ -1808,13 +1830,16 @@ def spawn_container_monitor(daemon, container, rootfs):
     The network comes in two halves around the process's birth: addresses, host ports and
     the /etc files before it (allocate), its interfaces, rules, DNS and userland proxy once
     its namespace exists (join), so its command never runs without its network. On a
-    failure, failed_start gives the network back.
+    failure, failed_start gives the network back; a crash, the next boot (starting.json,
+    drivers/reconcile.py).
     """
-    sandbox = daemon.netcontroller.allocate(container, link_children(daemon, container))
     log_config = container.host_config["LogConfig"]
     state_dir = monitor_state_dir(daemon, container.id)
     shutil.rmtree(state_dir, ignore_errors=True)
     os.makedirs(state_dir, 0o700)
+    sandbox = daemon.netcontroller.allocate(container, link_children(daemon, container))
+    ioutils.atomic_write_file(os.path.join(state_dir, reconcile.STARTING_FILE), json.dumps(
+        daemon.netcontroller.allocated_settings(container)).encode(), 0o600)
     container.cgroup = create_cgroups(daemon, container, state_dir)
     local_log = container_log(container)
     monitor = daemon.fork_server.spawn_monitor(
@@ -1830,6 +1855,12 @@ def spawn_container_monitor(daemon, container, rootfs):
     return monitor
 
 
+def start_finished(daemon, container):
+    """The start committed (config.v2.json says running) or was undone: its record goes."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(monitor_state_dir(daemon, container.id), reconcile.STARTING_FILE))
+
+
 def container_log_info(container):
     """logger.Info: what the log driver may tell of the container (tags, GELF fields...)."""
     return logger.LogInfo(
@@ -1839,26 +1870,23 @@ def container_log_info(container):
         env=container.config.get("Env") or [], labels=container.config.get("Labels") or {})
 
 
-# The container's cgroup directories, recorded beside its monitor so that a restarted daemon
-# finds them whatever --cgroup-parent it runs with then (libcontainer's state.json did this).
-CGROUPS_FILE = "cgroups.json"
-
-
 def create_cgroups(daemon, container, state_dir):
     """The container's cgroups with its limits and device filter, made before its process
-    exists; their paths recorded in the state directory."""
+    exists. Their paths are recorded in the state directory first, so that a restarted daemon
+    finds them whatever --cgroup-parent it runs with then (libcontainer's state.json did this),
+    even when it was killed while making them."""
     host = container.host_config
     manager = daemon.cgroups.manager(container.id, host.get("CgroupParent") or "")
-    manager.create(runconfig.resources(host), runconfig.device_rules(host))
-    ioutils.atomic_write_file(os.path.join(state_dir, CGROUPS_FILE),
+    ioutils.atomic_write_file(os.path.join(state_dir, reconcile.CGROUPS_FILE),
                               json.dumps(manager.paths).encode(), 0o600)
+    manager.create(runconfig.resources(host), runconfig.device_rules(host))
     return manager
 
 
 def load_cgroups(daemon, container):
     """The cgroups of a container that ran while the daemon was away (None if unrecorded)."""
     try:
-        with open(os.path.join(monitor_state_dir(daemon, container.id), CGROUPS_FILE)) as f:
+        with open(os.path.join(monitor_state_dir(daemon, container.id), reconcile.CGROUPS_FILE)) as f:
             return daemon.cgroups.load(json.load(f))
     except (OSError, ValueError):
         return None
@@ -1959,6 +1987,7 @@ def mark_running(daemon, container, monitor, restart):
         container.has_been_started = True
         container.to_disk()
         container.cond.notify_all()
+    start_finished(daemon, container)
     daemon.events.log("container", "start", container.id, container.event_attributes())
     watch_container(daemon, container, monitor)
     start_health_monitor(daemon, container, monitor)
@@ -2004,7 +2033,7 @@ def container_exited(daemon, container, monitor):
                       container.event_attributes(exitCode=str(container.exit_code)))
     if restart:
         schedule_restart(daemon, container, ran_for)
-    elif container.host_config.get("AutoRemove"):
+    elif container.host_config.get("AutoRemove") and not container.removing:  # rm -f: on its way
         remove_container(daemon, container, force=True, remove_volumes=True)
 
 
@@ -2211,8 +2240,9 @@ def remove_container(daemon, container, force=False, remove_volumes=False):
     """daemon.ContainerRm: refuse a running container unless forced; then drop every trace
     (with remove_volumes, `rm -v`, its anonymous volumes too).
 
-    If a step fails (a busy mount, a full disk), the container stays registered and may be
-    removed again later, rather than being stuck "in removal" for good.
+    The removal is recorded first: a daemon killed after that finishes it at boot. If a step
+    fails (a busy mount, a full disk), the container stays registered and may be removed again
+    later, rather than being stuck "in removal" for good.
     """
     with container.cond:
         if container.removing or container.removed:
@@ -2220,13 +2250,23 @@ def remove_container(daemon, container, force=False, remove_volumes=False):
         if container.running and not force:
             raise errdefs.Conflict("You cannot remove a running container %s. Stop the container "
                                    "before attempting removal or force remove" % container.id)
-        container.removing = True
+        container.removing, container.remove_volumes = True, remove_volumes
         container.restarting = False
+    finish_removal(daemon, container)
+
+
+def finish_removal(daemon, container):
+    """The removal from its durable mark on: every step may have been done already by a
+    removal that a crash cut short."""
     try:
-        release_container(daemon, container, remove_volumes)
+        with container.cond:
+            container.to_disk()
+        release_container(daemon, container, container.remove_volumes)
     except Exception as err:
         with container.cond:
             container.removing = False
+            with contextlib.suppress(OSError):
+                container.to_disk()
             container.cond.notify_all()
         log.error("Error removing container %s: %s", container.id[:12], err)
         raise errdefs.System("unable to remove container %s: %s" % (container.id, err)) from None
@@ -2252,23 +2292,31 @@ def release_container(daemon, container, remove_volumes):
         pass  # an earlier attempt released it before failing further on
     manager, container.cgroup = container.cgroup, None
     remove_cgroups(container, manager)
-    daemon.containers.remove(container)
-    shutil.rmtree(container.root, ignore_errors=True)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
     volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, remove_volumes)
+    daemon.containers.remove(container)
+    trash = os.path.join(daemon.repository, reconcile.REMOVE_PREFIX + container.id)
+    os.rename(container.root, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def rename_container(daemon, container, new_name):
-    """daemon.ContainerRename: a new unique name; the old one is released."""
+    """daemon.ContainerRename: a new unique name; the old one is released once config.v2.json
+    carries the new one (a crash before leaves the old name, after it the new one)."""
     new_name = validate_container_name(new_name)
     old_name = container.name
     if new_name == old_name:
         raise errdefs.Conflict("Renaming a container with the same name as its current name")
     daemon.containers.reserve_name(new_name, container.id)
-    daemon.containers.names.delete(old_name)
     with container.cond:
         container.name = new_name
-        container.to_disk()
+        try:
+            container.to_disk()
+        except OSError:
+            container.name = old_name
+            daemon.containers.names.delete(new_name)
+            raise
+        daemon.containers.names.delete(old_name)
         daemon.netcontroller.rename(container)
     daemon.events.log("container", "rename", container.id,
                       container.event_attributes(oldName=old_name))
@@ -2802,22 +2850,23 @@ def restore_container(daemon, container):
     A monitor that survived the daemon (live restore) keeps its container running; the daemon
     reconnects and watches it again. A container whose monitor is gone died while the daemon
     was away: its exit code is what the monitor recorded (255 if it could not), and its
-    restart policy decides whether it starts again.
+    restart policy decides whether it starts again. Returns the mounted root of a re-adopted
+    container, None otherwise.
     """
     if not container.running:
-        return
+        return None
     state_dir = monitor_state_dir(daemon, container.id)
     monitor = monitor_module.adopt(state_dir)
     container.cgroup = load_cgroups(daemon, container)
     if monitor is not None:
         container.monitor, container.pid = monitor, monitor.init_pid
         container.paused = cgroup_frozen(container)
-        daemon.graph.mount_rw_layer(container.id)
+        rootfs = daemon.graph.mount_rw_layer(container.id)
         daemon.netcontroller.restore(container, monitor, link_children(daemon, container))
         watch_container(daemon, container, monitor)
         start_health_monitor(daemon, container, monitor)
         log.debug("re-adopted running container %s", container.id[:12])
-        return
+        return rootfs
     monitor_module.kill_orphan(state_dir)
     state = monitor_module.read_state(state_dir)
     daemon.netcontroller.forget(container, link_children(daemon, container))
@@ -2828,6 +2877,7 @@ def restore_container(daemon, container):
     container.exit_code = state.get("exit_code") if state.get("exit_code") is not None else 255
     container.finished_at = logger.format_time(time.time_ns())
     container.to_disk()
+    return None
 
 
 def migrate_network_settings(daemon, container):

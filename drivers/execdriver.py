@@ -1191,9 +1191,13 @@ def _environment(env, home):
 
 
 def _make_workdir(cwd):
-    """setupWorkingDirectory: a missing workdir is created; one that is a file is an error."""
+    """setupWorkingDirectory: a missing workdir is created; one that is a file is an error.
+
+    It runs after pivot_root, so symlinks on the way resolve inside the container's root, as
+    dockerd's FollowSymlinkInScope does: `-w /wd/x` with an image's `/wd -> /data` makes
+    /data/x (makedirs alone would stop at the symlink whose target does not exist yet)."""
     try:
-        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.makedirs(os.path.realpath(cwd), 0o755, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ExecdriverError("Cannot mkdir: %s is not a directory" % cwd)
     except OSError as err:

@@ -290,7 +290,7 @@ class Monitor(object):
                 time.sleep(0.01)
 
     def is_alive(self):
-        return _pid_file_matches(self.state_dir)
+        return alive(self.state_dir)
 
     def _checked(self, request, fds=()):
         reply = self._request(request, fds=fds)
@@ -330,6 +330,11 @@ def adopt(state_dir):
     return monitor
 
 
+def alive(state_dir):
+    """Whether the monitor recorded in state_dir still runs (pid and start time)."""
+    return _pid_file_matches(state_dir)
+
+
 def read_state(state_dir):
     """The state file's content ({} if there is none yet)."""
     try:
@@ -343,7 +348,22 @@ def kill_orphan(state_dir, signum=signal.SIGKILL):
     """Signal a process whose monitor died, if it is still the same process (pid and start
     time, as 1.8.2's Terminate checked). Returns whether it was signalled."""
     state = read_state(state_dir)
-    pid, start_time = state.get("pid"), state.get("start_time")
+    return _signal_if_same(state.get("pid"), state.get("start_time"), signum)
+
+
+def kill_leftovers(state_dir):
+    """SIGKILL for a monitor and its process that no container may own any more (a restarted
+    daemon found the start half done, or the container gone), each only while it is still the
+    process recorded; the process first, so it never outlives its monitor unwatched. Returns
+    whether anything was signalled.
+
+    A monitor killed before it let its process execve takes that process with it: the process
+    waits at the gate on a socket only the monitor holds, and gives up when it closes."""
+    killed = kill_orphan(state_dir)
+    return _signal_if_same(*_recorded_monitor(state_dir), signal.SIGKILL) or killed
+
+
+def _signal_if_same(pid, start_time, signum):
     if not pid or start_time is None or process_start_time(pid) != start_time:
         return False
     try:
@@ -364,12 +384,18 @@ def process_start_time(pid):
 
 
 def _pid_file_matches(state_dir):
+    pid, start_time = _recorded_monitor(state_dir)
+    return pid is not None and process_start_time(pid) == start_time
+
+
+def _recorded_monitor(state_dir):
+    """(pid, start time) from monitor.pid, or (None, None) while there is none."""
     try:
         with open(os.path.join(state_dir, PID_FILE)) as f:
             pid, start_time = (int(field) for field in f.read().split())
     except (OSError, ValueError):
-        return False
-    return process_start_time(pid) == start_time
+        return None, None
+    return pid, start_time
 
 
 def _connect(state_dir):

@@ -997,9 +997,19 @@ class Controller(object):
                 self._start_dns(container, box)
             box.joined = alive
 
-    def forget(self, container, children):
+    def allocated_settings(self, container):
+        """The NetworkSettings of a start in progress, once allocate() has taken its addresses,
+        endpoints and host ports: the daemon records them before join() makes any interface
+        or rule, so that forget() can give back what a start cut short by a crash took."""
+        with self.lock:
+            return self._running_settings(container, self.sandboxes[container.id])
+
+    def forget(self, container, children, settings=None):
         """A container that died while the daemon was down: the rules, veth and settings the
-        previous daemon made for it go (each only where it is still present)."""
+        previous daemon made for it go (each only where it is still present). settings, if
+        given, are what a start cut short had taken (allocated_settings), instead of the
+        container's own."""
+        container.network_settings = settings or container.network_settings
         self.restore(container, None, children, alive=False)
         self.release(container)
 

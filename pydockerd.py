@@ -19,12 +19,11 @@ registry and distribution (pull and push), execdriver (the container process), m
 process that owns a running container), logger (the log drivers), network (the network
 controller), volume (the local volume driver and a container's mount points), cgroups and
 stats (limits and the stats collector), dockerfile, buildcontext, builder and commit
-(`docker build` and `docker commit`), and containerarchive (`docker cp`).
+(`docker build` and `docker commit`), containerarchive (`docker cp`) and top (`docker top`).
 """
 import argparse
 import base64
 import bisect
-import contextlib
 import copy
 import errno
 import functools
@@ -46,7 +45,6 @@ import socketserver
 import sqlite3
 import ssl
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,7 +56,7 @@ from drivers import (archive, builder, cgroups, commit, containerarchive, distri
                      execdriver, graph as graph_store, graphdriver, health, ioutils, iptables,
                      jsontypes, linux, links, logger, monitor as monitor_module, netlink,
                      network as libnetwork, portmapper, reconcile, reference, registry, resolver,
-                     runconfig, seccomp, stats as stats_module, tags, trust, volume)
+                     runconfig, seccomp, stats as stats_module, tags, top, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -2982,126 +2980,38 @@ def export_container(daemon, name, out):
 
 
 # ------------------------------------------------------------------------------------------
-# 4c. Into a running or stopped container from the host: docker top (daemon/top_unix.go) and
-#     docker cp, the archive verbs on its files (daemon/archive.go)
+# 4c. Into a running or stopped container from the host: docker top (drivers/top) and
+#     docker cp, the archive verbs on its files (drivers/containerarchive)
 # ------------------------------------------------------------------------------------------
 
 def container_top(daemon, name, ps_args):
-    """ContainerTop (`docker top`): the host's `ps` (never a binary of the image), run with
-    `ps_args` ("-ef" by default), keeping the rows of the container's processes: the pids in
-    its cgroup, and the thread rows ("-" for a PID, `ps m`) that follow one of them."""
+    """ContainerTop (`docker top`): the host's ps, keeping the processes of the container's
+    cgroup (409 when it is not running)."""
     container = daemon.containers.get(name)
-    pids = running_cgroup(daemon, container, "top").pids()
-    args = (ps_args or "-ef").split(" ")
-    # `-q <pids>` lets ps skip the others; some options (f) refuse it, so retry without.
-    for command in (["ps"] + args + ["-q", ",".join(map(str, pids))], ["ps"] + args):
-        ps = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-        if ps.returncode == 0:
-            return parse_ps_output(ps.stdout.decode("utf-8", "replace"), set(pids))
-    first_line = ps.stderr.decode("utf-8", "replace").split("\n")[0]
-    raise errdefs.System("ps: %s" % (first_line or "exit status %d" % ps.returncode))
+    return top.container_top(running_cgroup(daemon, container, "top").pids(), ps_args)
 
 
-def parse_ps_output(output, pids):
-    """parsePSOutput: Titles from the header line; each kept row has as many fields as there
-    are titles, the overhanging ones (a command's arguments) joined into the last."""
-    lines = output.split("\n")
-    titles = lines[0].split()
-    if "PID" not in titles:
-        raise errdefs.System("Couldn't find PID field in ps output")
-    pid_index = titles.index("PID")
-    processes, in_container = [], False
-    for line in lines[1:]:
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[pid_index] == "-":  # a thread of the process above
-            if in_container:
-                processes.append(fit_fields(fields, len(titles)))
-            continue
-        try:
-            in_container = int(fields[pid_index]) in pids
-        except ValueError:
-            raise errdefs.System("Unexpected pid '%s'" % fields[pid_index]) from None
-        if in_container:
-            processes.append(fit_fields(fields, len(titles)))
-    return {"Titles": titles, "Processes": processes}
-
-
-def fit_fields(fields, count):
-    return fields[:count - 1] + [" ".join(fields[count - 1:])]
-
-
-PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
-
-
-@contextlib.contextmanager
-def container_files(daemon, container, name, path):
-    """The container's files for one archive verb (drivers/containerarchive): a running
-    container's through /proc/<pid>/root, where its mounts are; a stopped one's read-write
-    layer, mounted meanwhile, with its volumes and binds beside it. The drivers' errors
-    become dockerd's."""
-    running = container.running and container.pid
-    root = "/proc/%d/root" % container.pid if running else daemon.graph.mount_rw_layer(container.id)
-    mounts = {} if running else {destination: mount_point.source for destination, mount_point
-                                 in container.mount_points.items() if mount_point.source}
-    try:
-        yield containerarchive.ContainerFS(root, mounts)
-    except FileNotFoundError:
-        raise NotFound("Could not find the file %s in container %s" % (path, name)) from None
-    except NotADirectoryError:
-        raise InvalidParameter("%s: not a directory" % path) from None
-    except (containerarchive.ExtractPointNotDirectory, archive.ArchiveError,
-            execdriver.ExecdriverError) as err:
-        raise InvalidParameter(str(err)) from None
-    except OSError as err:
-        raise errdefs.System("%s: %s" % (path, err.strerror or err)) from None
-    finally:
-        if not running:
-            daemon.graph.unmount_rw_layer(container.id)
-
-
-def encode_path_stat(path_stat):
-    """The X-Docker-Container-Path-Stat value: base64 of the stat's JSON."""
-    return base64.b64encode(json.dumps(path_stat, separators=(",", ":")).encode()).decode()
+PATH_STAT_HEADER = containerarchive.PATH_STAT_HEADER  # what head_container_archive sends
 
 
 def container_stat_path(daemon, name, path):
-    """ContainerStatPath (HEAD archive): the path's stat, as its header's value."""
-    container = daemon.containers.get(name)
-    with container_files(daemon, container, name, path) as files:
-        return encode_path_stat(files.stat(path))
+    """ContainerStatPath (HEAD archive): the X-Docker-Container-Path-Stat value of `path`."""
+    return containerarchive.container_stat_path(daemon.graph, daemon.containers.get(name),
+                                                name, path)
 
 
 def container_archive_path(daemon, name, path, open_out):
-    """ContainerArchivePath (GET archive): the tar of `path`, written to what
-    open_out([(header, value)]) returns once the path is known to exist; returns that."""
-    container = daemon.containers.get(name)
-    with container_files(daemon, container, name, path) as files:
-        out = open_out([(PATH_STAT_HEADER, encode_path_stat(files.stat(path)))])
-        files.archive(path, out)
-    daemon.events.log("container", "archive-path", container.id, container.event_attributes())
-    return out
+    """ContainerArchivePath (GET archive): the tar of `path` into what open_out(headers)
+    returns, which it returns."""
+    return containerarchive.container_archive_path(
+        daemon.graph, daemon.events, daemon.containers.get(name), name, path, open_out)
 
 
 def container_extract_to_dir(daemon, name, path, stream, copy_uid_gid, no_overwrite_dir_non_dir):
-    """ContainerExtractToDir (PUT archive): the tar `stream` unpacked into directory `path`.
-    Entries keep the tar's owners; with copyUIDGID (`docker cp -a`) in a container that has a
-    User, they belong to that user (tarCopyOptions). A read-only volume, or a read-only
-    rootfs outside volumes, refuses."""
-    container = daemon.containers.get(name)
-    destination = containerarchive.mount_destination(
-        container.mount_points, containerarchive.absolute_path(path))
-    if destination is not None and not container.mount_points[destination].rw:
-        raise InvalidParameter("mounted volume is marked read-only")
-    if destination is None and container.host_config.get("ReadonlyRootfs"):
-        raise InvalidParameter("container rootfs is marked read-only")
-    with container_files(daemon, container, name, path) as files:
-        user = container.config.get("User") if copy_uid_gid else ""
-        files.extract(path, stream, files.user_identity(user) if user else None,
-                      no_overwrite_dir_non_dir)
-    daemon.events.log("container", "extract-to-dir", container.id, container.event_attributes())
+    """ContainerExtractToDir (PUT archive): the tar `stream` unpacked into directory `path`."""
+    containerarchive.container_extract_to_dir(
+        daemon.graph, daemon.events, daemon.containers.get(name), name, path, stream,
+        copy_uid_gid, no_overwrite_dir_non_dir)
 
 
 BUILD_DIR_PREFIX = "docker-builder"

@@ -22,6 +22,7 @@ stats (limits and the stats collector), dockerfile, buildcontext, builder and co
 (`docker build` and `docker commit`), containerarchive (`docker cp`) and top (`docker top`).
 """
 import argparse
+import contextlib
 import base64
 import bisect
 import copy

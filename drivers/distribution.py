@@ -41,13 +41,14 @@ import threading
 import zlib
 
 from drivers import errdefs
-from drivers.graph import InvalidDiffID, ProgressReader, chain_ids_of, truncate_id
-from drivers.linux import go_arch
 from drivers.ioutils import atomic_write_file
+from drivers.layer import InvalidDiffID, chain_ids_of, truncate_id
+from drivers.linux import go_arch
 from drivers.reference import DEFAULT_TAG, Reference, parse_normalized_named
 from drivers.registry import (MEDIA_TYPE_MANIFEST, MEDIA_TYPE_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
                               MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_SCHEMA1_SIGNED, RegistryError,
                               RequestError)
+from drivers.tarexport import ProgressReader
 
 MEDIA_TYPE_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA_TYPE_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"

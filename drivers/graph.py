@@ -257,10 +257,7 @@ class Graph(object):
         """Store image config `config_bytes` (its layers must be registered); returns the image
         ID, "sha256:<hex>" of the bytes. Idempotent. `parent_id` records the image it was
         committed from, which makes that image an intermediate one."""
-        image_id = self.store.create(config_bytes)
-        if parent_id:
-            self.store.set_parent(image_id, parent_id)
-        return image_id
+        return self.store.create(config_bytes, parent_id)
 
     def layer_tar(self, chain, out):
         """The uncompressed tar of layer `chain` (for push)."""
@@ -780,7 +777,8 @@ class Graph(object):
         """Register the container's changes as a read-only layer on its image's top layer;
         returns the chain ID, held like register_layer's."""
         mount = self.layers.get_rw(container_id)
-        with tempfile.TemporaryFile(dir=tmp_dir) as diff:
+        with storage_errors("failed to commit the changes of %s" % container_id), \
+                tempfile.TemporaryFile(dir=tmp_dir) as diff:
             self.rw_layer_diff(container_id, diff)
             diff.seek(0)
             return self.layers.register(diff, mount.parent)

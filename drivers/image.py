@@ -214,6 +214,12 @@ class ImageStore(object):
     """The image configs, by ID, with their parent links and last-tagged times.
 
     Each image holds a reference on its top layer in the layer store for as long as it exists.
+
+    Crash consistency. An image exists once its content file does, and that file is written
+    atomically after its layers are registered and after its metadata: a kill leaves the
+    image whole or absent. Deleting removes the content first. At start-up the store drops
+    (and logs) what a kill can leave: the temporary files of atomic writes, and metadata of
+    an image that has no content.
     """
 
     def __init__(self, root, layers):
@@ -225,6 +231,14 @@ class ImageStore(object):
         self._restore()
 
     def _restore(self):
+        _remove_temporary_files(self._content_dir)
+        for name in os.listdir(self._metadata_dir):
+            directory = os.path.join(self._metadata_dir, name)
+            if not os.path.exists(os.path.join(self._content_dir, name)):
+                log.warning("removing metadata of image sha256:%s, which has no content", name)
+                shutil.rmtree(directory, ignore_errors=True)
+            elif os.path.isdir(directory):
+                _remove_temporary_files(directory)
         for name in os.listdir(self._content_dir):
             try:
                 image = self._read_image(name)
@@ -261,12 +275,15 @@ class ImageStore(object):
         make_state_dir(os.path.dirname(path))
         write_state(path, text)
 
-    def create(self, raw):
-        """Create: store config bytes `raw` as an image; returns its ID. Every layer of its
-        rootfs must already be registered. Creating an existing image changes nothing."""
-        image = Image(raw)
+    def create(self, raw, parent_id=""):
+        """Create: store config bytes `raw` as an image, whose parent is `parent_id` if given;
+        returns its ID. Every layer of its rootfs must already be registered. Creating an
+        existing image changes nothing but its parent."""
+        image = Image(raw, parent=parent_id or "")
         with self._lock:
             if image.id in self._images:
+                if parent_id:
+                    self.set_parent(image.id, parent_id)
                 return image.id
             try:
                 self._take_layer(image)
@@ -274,9 +291,12 @@ class ImageStore(object):
                 raise InvalidParameter("failed to get layer %s: layer does not exist"
                                        % image.top_chain_id) from None
             try:
+                if parent_id:   # before the content: the image never exists without it
+                    self._write_metadata(image.id, "parent", parent_id)
                 atomic_write_file(os.path.join(self._content_dir, hex_of(image.id)), raw,
                                   STATE_FILE_MODE)
             except BaseException:
+                shutil.rmtree(os.path.join(self._metadata_dir, hex_of(image.id)), ignore_errors=True)
                 if image.top_chain_id:
                     self.layers.release(image.top_chain_id)
                 raise
@@ -325,3 +345,13 @@ class ImageStore(object):
             shutil.rmtree(os.path.join(self._metadata_dir, hex_of(image_id)), ignore_errors=True)
             fsync_dir(self._content_dir)
             return self.layers.release(image.top_chain_id) if image.top_chain_id else []
+
+
+def _remove_temporary_files(directory):
+    """Remove what a kill during atomic_write_file() left in `directory`: its ".<name>.*"
+    temporary files (no state file's name starts with a dot)."""
+    for name in os.listdir(directory):
+        if name.startswith("."):
+            log.warning("removing %s, a state file a killed daemon was writing",
+                        os.path.join(directory, name))
+            os.unlink(os.path.join(directory, name))

@@ -23,7 +23,8 @@ On disk, under <root>/graph/layerdb (directories 0700, every state file written 
     sha256/<chain hex>/parent       the chain ID below it (absent for a base layer)
     sha256/<chain hex>/tar-split.json.gz   what it takes to rebuild the layer's tar
     mounts/<container>/{mount-id,init-id,parent}   a container's writable layer
-    tmp/                            layer metadata being written (renamed into place)
+    tmp/write-set-*/                metadata being written (renamed into place when whole)
+    tmp/remove-*/                   metadata of a layer being deleted (renamed out of place)
 
 The module reads top to bottom: digests and chain IDs; errors and state files; tar-split;
 the layer store.
@@ -56,6 +57,8 @@ DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
 COPY_CHUNK = 1 << 20
 MAX_JSON_MEMBER = 64 << 20   # a config, manifest or index larger than this is not one
+# The state files that name driver layers: a layer's, a writable layer's and its -init layer's.
+DRIVER_ID_FILES = ("cache-id", "mount-id", "init-id")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,20 +402,46 @@ class LayerStore(object):
     each layer stacked on it, each image that has it on top, each container mounted on it,
     plus `hold()`s of operations in progress. release() drops one; at zero the layer is
     deleted and its parent released in turn.
+
+    Crash consistency. A layer (or a container's writable layer) is recorded by renaming its
+    complete metadata directory from tmp/ into sha256/ (or mounts/), and that rename is the
+    only moment it comes to exist; deleting renames it back into tmp/ first. Before the
+    driver is asked to create a layer, its driver ID is written into the staging directory,
+    so at every instant each driver layer is named either by a recorded layer or by an entry
+    in tmp/. At start-up everything in tmp/ is an operation a kill interrupted: the driver
+    layers it names are removed with it, and each repair is logged. A recorded layer whose
+    driver layer is gone is dropped (and logged) too, so no layer is listed without content.
     """
 
     def __init__(self, root, driver):
         self.driver = driver
         self._layers_dir = make_state_dir(os.path.join(root, "sha256"))
         self._mounts_dir = make_state_dir(os.path.join(root, "mounts"))
-        self._tmp_dir = os.path.join(root, "tmp")
-        shutil.rmtree(self._tmp_dir, ignore_errors=True)   # half-written metadata of a crash
-        make_state_dir(self._tmp_dir)
+        self._tmp_dir = make_state_dir(os.path.join(root, "tmp"))
         self._lock = threading.RLock()
         self._layers = {}
         self._mounts = {}
         self._refs = collections.Counter()
+        self._recover_interrupted()
         self._restore()
+
+    def _recover_interrupted(self):
+        """Undo what a killed daemon was doing: each entry of tmp/ is a layer being written
+        (write-set-*) or deleted (remove-*); the driver layers it names belong to nothing."""
+        for name in sorted(os.listdir(self._tmp_dir)):
+            path = os.path.join(self._tmp_dir, name)
+            cache_ids = []
+            for key in DRIVER_ID_FILES:
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    cache_ids.append(read_state(os.path.join(path, key)))
+            for cache_id in cache_ids:
+                self._remove_driver_layer(cache_id)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+            log.warning("removed %s, left in %s by an interrupted layer operation%s", name,
+                        self._tmp_dir, " (driver layers %s)" % ", ".join(cache_ids) if cache_ids else "")
 
     def _restore(self):
         for name in os.listdir(self._layers_dir):
@@ -421,6 +450,14 @@ class LayerStore(object):
             except (OSError, ValueError) as err:
                 log.warning("ignoring layer %s: %s", name, err)
                 continue
+            if not self.driver.exists(layer.cache_id):
+                log.warning("removing layer %s: its %s layer %s is gone", layer.chain_id,
+                            self.driver.name, layer.cache_id)
+                shutil.rmtree(self._unrecord(self._layers_dir, name), ignore_errors=True)
+                continue
+            # No read-only layer has a user at start-up: put() unmounts what a killed
+            # daemon may have left mounted (a push or a save reading it).
+            self.driver.put(layer.cache_id)
             self._layers[layer.chain_id] = layer
         for name in os.listdir(self._mounts_dir):
             try:
@@ -530,17 +567,25 @@ class LayerStore(object):
         return removed
 
     def _delete_layer(self, layer):
-        """Metadata first, then the driver's copy: a crash in between leaves disk space to
-        reclaim, never a layer whose files are gone."""
-        doomed = os.path.join(self._tmp_dir, "remove-" + hex_of(layer.chain_id))
-        os.rename(os.path.join(self._layers_dir, hex_of(layer.chain_id)), doomed)
-        fsync_dir(self._layers_dir)
-        shutil.rmtree(doomed, ignore_errors=True)
+        """Metadata out of place first (into tmp/, still naming the driver layer), then the
+        driver's copy, then the metadata: a crash at any point leaves either a whole layer
+        or an entry in tmp/ that the next start-up finishes deleting."""
+        doomed = self._unrecord(self._layers_dir, hex_of(layer.chain_id))
         self._remove_driver_layer(layer.cache_id)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def _unrecord(self, directory, name):
+        """Move the metadata `directory`/`name` into tmp/ (a crash leaves it for the next
+        start-up to finish); returns its path there."""
+        doomed = os.path.join(self._tmp_dir, "remove-%s-%s" % (name, secrets.token_hex(4)))
+        os.rename(os.path.join(directory, name), doomed)
+        fsync_dir(directory)
+        return doomed
 
     def _remove_driver_layer(self, cache_id):
         try:
-            self.driver.remove(cache_id)
+            if self.driver.exists(cache_id):
+                self.driver.remove(cache_id)
         except Exception as err:  # the metadata is gone; a leftover directory only costs space
             log.warning("failed to remove %s layer %s: %s", self.driver.name, cache_id, err)
 
@@ -562,7 +607,7 @@ class LayerStore(object):
         if parent:
             self.hold(parent)   # the parent must outlive the apply; kept as the child's link
         cache_id = secrets.token_hex(32)
-        staging = tempfile.mkdtemp(prefix="write-set-", dir=self._tmp_dir)
+        staging = self._stage({"cache-id": cache_id})
         try:
             self.driver.create(cache_id, self.cache_id(parent))
             split_path = os.path.join(staging, TAR_SPLIT_FILE)
@@ -589,16 +634,27 @@ class LayerStore(object):
             shutil.rmtree(staging, ignore_errors=True)
 
     def _abandon(self, cache_id, parent):
-        if self.driver.exists(cache_id):
-            self._remove_driver_layer(cache_id)
+        self._remove_driver_layer(cache_id)
         if parent:
             self.release(parent)
 
+    def _stage(self, files):
+        """A new staging directory in tmp/ holding the state files `files` ({name: text}):
+        the driver IDs go here before the driver makes them (fileMetadataTransaction)."""
+        staging = tempfile.mkdtemp(prefix="write-set-", dir=self._tmp_dir)
+        try:
+            for name, text in files.items():
+                write_state(os.path.join(staging, name), text)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
+
     def _commit_layer(self, layer, staging):
-        """Complete the layer's metadata in its staging directory (which already holds the
-        tar-split) and rename it into place: a layer is recorded whole or not at all
-        (fileMetadataTransaction)."""
-        files = {"diff": layer.diff_id, "size": str(layer.size), "cache-id": layer.cache_id}
+        """Complete the layer's metadata in its staging directory (which already holds its
+        cache-id and tar-split) and rename it into place: a layer is recorded whole or not at
+        all (fileMetadataTransaction)."""
+        files = {"diff": layer.diff_id, "size": str(layer.size)}
         if layer.parent:
             files["parent"] = layer.parent
         for name, text in files.items():
@@ -623,13 +679,22 @@ class LayerStore(object):
                 self.hold(parent)
         mount_id = secrets.token_hex(32)
         mount = Mount(name, mount_id, mount_id + "-init" if init_func else None, parent)
-        with storage_errors("failed to create the writable layer of %s" % name):
-            self._create_rw_layers(mount, init_func)
+        try:
+            with storage_errors("failed to create the writable layer of %s" % name):
+                self._create_rw_layers(mount, init_func)
+        except BaseException:
+            if parent:
+                self.release(parent)
+            raise
         with self._lock:
             self._mounts[name] = mount
         return mount
 
     def _create_rw_layers(self, mount, init_func):
+        """Like a read-only layer: the metadata is staged first (naming the driver layers
+        about to be made), the layers are made, and a rename records the whole."""
+        files = {"mount-id": mount.mount_id, "init-id": mount.init_id, "parent": mount.parent}
+        staging = self._stage({key: text for key, text in files.items() if text})
         try:
             below = self.cache_id(mount.parent)
             if mount.init_id:
@@ -638,31 +703,16 @@ class LayerStore(object):
                     init_func(init_path)
                 below = mount.init_id
             self.driver.create_read_write(mount.mount_id, below)
-            self._write_mount(mount)
+            os.rename(staging, os.path.join(self._mounts_dir, mount.name))
+            fsync_dir(self._mounts_dir)
         except BaseException:
             self._remove_mount_layers(mount)
-            if mount.parent:
-                self.release(mount.parent)
-            raise
-
-    def _write_mount(self, mount):
-        """Like a layer's metadata: written aside, then renamed into place whole."""
-        staging = tempfile.mkdtemp(prefix="write-set-", dir=self._tmp_dir)
-        try:
-            write_state(os.path.join(staging, "mount-id"), mount.mount_id)
-            if mount.init_id:
-                write_state(os.path.join(staging, "init-id"), mount.init_id)
-            if mount.parent:
-                write_state(os.path.join(staging, "parent"), mount.parent)
-            os.rename(staging, os.path.join(self._mounts_dir, mount.name))
-        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        fsync_dir(self._mounts_dir)
 
     def _remove_mount_layers(self, mount):
         for cache_id in (mount.mount_id, mount.init_id):
-            if cache_id and self.driver.exists(cache_id):
+            if cache_id:
                 self._remove_driver_layer(cache_id)
 
     def get_rw(self, name):
@@ -680,11 +730,11 @@ class LayerStore(object):
         """ReleaseRWLayer: delete container `name`'s writable layer (and -init layer). Returns
         the chain IDs of read-only layers this left unreferenced and deleted."""
         mount = self.get_rw(name)
-        self._remove_mount_layers(mount)
-        shutil.rmtree(os.path.join(self._mounts_dir, name), ignore_errors=True)
-        fsync_dir(self._mounts_dir)
+        doomed = self._unrecord(self._mounts_dir, name)
         with self._lock:
             del self._mounts[name]
+        self._remove_mount_layers(mount)
+        shutil.rmtree(doomed, ignore_errors=True)
         return self.release(mount.parent) if mount.parent else []
 
 

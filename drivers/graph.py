@@ -257,7 +257,8 @@ class Graph(object):
         """Store image config `config_bytes` (its layers must be registered); returns the image
         ID, "sha256:<hex>" of the bytes. Idempotent. `parent_id` records the image it was
         committed from, which makes that image an intermediate one."""
-        return self.store.create(config_bytes, parent_id)
+        with storage_errors("failed to create image"):
+            return self.store.create(config_bytes, parent_id)
 
     def layer_tar(self, chain, out):
         """The uncompressed tar of layer `chain` (for push)."""

@@ -28,7 +28,8 @@ from datetime import datetime, timedelta, timezone
 from drivers.errdefs import DockerError, InvalidParameter, NotFound
 from drivers.ioutils import atomic_write_file, fsync_dir
 from drivers.layer import (DIGEST_PREFIX, STATE_FILE_MODE, chain_ids_of, hex_of, make_state_dir,
-                           read_state, sha256_digest, validate_digest, write_state)
+                           read_state, remove_temporary_files, sha256_digest, validate_digest,
+                           write_state)
 
 log = logging.getLogger("pydockerd.graph")
 
@@ -231,14 +232,14 @@ class ImageStore(object):
         self._restore()
 
     def _restore(self):
-        _remove_temporary_files(self._content_dir)
+        remove_temporary_files(self._content_dir)
         for name in os.listdir(self._metadata_dir):
             directory = os.path.join(self._metadata_dir, name)
             if not os.path.exists(os.path.join(self._content_dir, name)):
                 log.warning("removing metadata of image sha256:%s, which has no content", name)
                 shutil.rmtree(directory, ignore_errors=True)
             elif os.path.isdir(directory):
-                _remove_temporary_files(directory)
+                remove_temporary_files(directory)
         for name in os.listdir(self._content_dir):
             try:
                 image = self._read_image(name)
@@ -345,13 +346,3 @@ class ImageStore(object):
             shutil.rmtree(os.path.join(self._metadata_dir, hex_of(image_id)), ignore_errors=True)
             fsync_dir(self._content_dir)
             return self.layers.release(image.top_chain_id) if image.top_chain_id else []
-
-
-def _remove_temporary_files(directory):
-    """Remove what a kill during atomic_write_file() left in `directory`: its ".<name>.*"
-    temporary files (no state file's name starts with a dot)."""
-    for name in os.listdir(directory):
-        if name.startswith("."):
-            log.warning("removing %s, a state file a killed daemon was writing",
-                        os.path.join(directory, name))
-            os.unlink(os.path.join(directory, name))

@@ -164,6 +164,17 @@ def make_state_dir(path):
     os.makedirs(path, mode=DIR_MODE, exist_ok=True)
     return path
 
+
+def remove_temporary_files(directory):
+    """Remove what a kill during atomic_write_file() left in `directory`: its ".<name>.*"
+    temporary files (no state file's name starts with a dot)."""
+    for name in os.listdir(directory):
+        if name.startswith("."):
+            log.warning("removing %s, a state file a killed daemon was writing",
+                        os.path.join(directory, name))
+            os.unlink(os.path.join(directory, name))
+
+
 # ---------------------------------------------------------------------------------------------
 # tar-split: keeping a layer tar reproducible without keeping the tar
 # ---------------------------------------------------------------------------------------------

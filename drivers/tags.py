@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 
-from drivers.errdefs import Conflict, InvalidParameter
+from drivers.errdefs import Conflict, InvalidParameter, System
 from drivers.ioutils import atomic_write_file
 from drivers.reference import Reference
 
@@ -84,7 +84,11 @@ class TagStore(object):
     def _save(self, repositories):
         """Write `repositories` and make it the store's: memory changes only once the disk has."""
         data = json.dumps({"Repositories": repositories}, sort_keys=True).encode("utf-8")
-        atomic_write_file(self.path, data, 0o600)
+        try:
+            atomic_write_file(self.path, data, 0o600)
+        except OSError as err:
+            raise System("failed to write the tag store %s: %s" % (
+                self.path, os.strerror(err.errno).lower() if err.errno else err)) from err
         self._repositories = repositories
 
     def add(self, ref, image_id, force=False):

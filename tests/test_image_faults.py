@@ -29,10 +29,11 @@ import time
 
 import pytest
 
-from drivers import graphdriver, linux
+from drivers import distribution, graphdriver, linux
 from drivers import image as image_module
 from drivers import layer as layer_module
 from drivers import tags as tags_module
+from drivers.errdefs import System
 from drivers.graph import Graph
 from drivers.reference import parse_normalized_named
 from drivers.tags import TagStore
@@ -392,12 +393,14 @@ def assert_full_disk_failure(daemon, result, before):
     assert os.listdir(daemon.inside(os.path.join(daemon.root, "graph", "layerdb", "tmp"))) == []
 
 
-@pytest.mark.parametrize("name", ["load", "pull"])
-def test_full_disk_during_load_and_pull(small_disk, images, fill, name):
-    """A 4 MB layer needs 8 MB (the download or the spooled upload, and the layer): 5 free."""
+@pytest.mark.parametrize("name, free", [("load", 5), ("pull", 5), ("load", 2), ("pull", 2)],
+                         ids=["load-layer", "pull-layer", "load-upload", "pull-download"])
+def test_full_disk_during_load_and_pull(small_disk, images, fill, name, free):
+    """A 4 MB layer needs 8 MB (the download or the spooled upload, then the layer): with 5 MB
+    free the layer does not fit, with 2 MB the upload or download does not."""
     args = {"load": ["load", "-i", images["fat"]],
             "pull": ["pull", "%s/fault/fat:1" % images["registry"].host]}[name]
-    fill(5 * MiB)
+    fill(free * MiB)
     before = image_state(small_disk)
     assert_full_disk_failure(small_disk, small_disk.docker(*args, check=False), before)
     small_disk.docker("rm", "ballast")
@@ -533,12 +536,17 @@ def test_start_up_finishes_interrupted_layer_operations(tmp_path, caplog):
     os.unlink(store.path("imagedb", "content", "sha256", doomed[7:]))
     os.rename(store.path("layerdb", "sha256", doomed_layer[7:]), store.path("layerdb", "tmp", "remove-x"))
     # Killed inside atomic writes.
+    v2metadata = store.path("distribution", "v2metadata-by-diffid", "sha256")
+    os.makedirs(v2metadata)
     for leftover in (store.path("imagedb", "content", "sha256", ".%s.tmp1" % kept[7:]),
-                     os.path.join(store.root, ".repositories-vfs.tmp2")):
+                     os.path.join(store.root, ".repositories-vfs.tmp2"),
+                     os.path.join(v2metadata, ".%s.tmp3" % ("e" * 64))):
         with open(leftover, "wb") as partial:
             partial.write(b"{\"half")
     with caplog.at_level("INFO"):
         store.reopen()
+        distribution.V2MetadataService(store.path("distribution"))
+    assert os.listdir(v2metadata) == []
     assert [image.id for image in store.graph.store.all_images()] == [kept]
     assert store.tags.get(parse_normalized_named("doomed:1")) == doomed   # a tag of nothing: not listed
     assert set(os.listdir(store.driver.home + "/dir")) == {store.graph.layers.get(
@@ -548,7 +556,7 @@ def test_start_up_finishes_interrupted_layer_operations(tmp_path, caplog):
     assert not [name for name in os.listdir(store.path("imagedb", "content", "sha256")) if name.startswith(".")]
     assert not [name for name in os.listdir(store.root) if name.startswith(".repositories")]
     for repaired in ("write-set-1", "write-set-2", "remove-x", "a" * 64, "b" * 64, doomed_cache_id,
-                     ".%s.tmp1" % kept[7:], ".repositories-vfs.tmp2"):
+                     ".%s.tmp1" % kept[7:], ".repositories-vfs.tmp2", ".%s.tmp3" % ("e" * 64)):
         assert repaired in caplog.text
 
 
@@ -602,12 +610,11 @@ def test_tag_store_changes_memory_only_once_the_disk_has(tmp_path, monkeypatch):
     def full_disk(path, data, mode):
         raise OSError(errno.ENOSPC, "no space left on device")
     monkeypatch.setattr(tags_module, "atomic_write_file", full_disk)
-    with pytest.raises(OSError):
-        tags.add(ref, "sha256:" + "2" * 64, force=True)
-    with pytest.raises(OSError):
-        tags.add(parse_normalized_named("other:1"), "sha256:" + "2" * 64)
-    with pytest.raises(OSError):
-        tags.delete(ref)
+    for change in (lambda: tags.add(ref, "sha256:" + "2" * 64, force=True),
+                   lambda: tags.add(parse_normalized_named("other:1"), "sha256:" + "2" * 64),
+                   lambda: tags.delete(ref)):
+        with pytest.raises(System, match="failed to write the tag store .*: no space left on device"):
+            change()
     assert tags.get(ref) == "sha256:" + "1" * 64
     assert tags.repositories() == [("docker.io/library/busybox", {"1": "sha256:" + "1" * 64})]
 

@@ -421,7 +421,8 @@ class LayerStore(object):
     so at every instant each driver layer is named either by a recorded layer or by an entry
     in tmp/. At start-up everything in tmp/ is an operation a kill interrupted: the driver
     layers it names are removed with it, and each repair is logged. A recorded layer whose
-    driver layer is gone is dropped (and logged) too, so no layer is listed without content.
+    driver layer is gone, or whose metadata is incomplete, is dropped (and logged) too, so no
+    layer is listed without content.
     """
 
     def __init__(self, root, driver):
@@ -440,25 +441,35 @@ class LayerStore(object):
         """Undo what a killed daemon was doing: each entry of tmp/ is a layer being written
         (write-set-*) or deleted (remove-*); the driver layers it names belong to nothing."""
         for name in sorted(os.listdir(self._tmp_dir)):
-            path = os.path.join(self._tmp_dir, name)
-            cache_ids = []
-            for key in DRIVER_ID_FILES:
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    cache_ids.append(read_state(os.path.join(path, key)))
-            for cache_id in cache_ids:
-                self._remove_driver_layer(cache_id)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
+            cache_ids = self._finish_removal(os.path.join(self._tmp_dir, name))
             log.warning("removed %s, left in %s by an interrupted layer operation%s", name,
                         self._tmp_dir, " (driver layers %s)" % ", ".join(cache_ids) if cache_ids else "")
+
+    def _finish_removal(self, path):
+        """Remove the metadata at `path` (in tmp/) and the driver layers it names; returns
+        their IDs."""
+        cache_ids = []
+        for key in DRIVER_ID_FILES:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                cache_ids.append(read_state(os.path.join(path, key)))
+        for cache_id in cache_ids:
+            self._remove_driver_layer(cache_id)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+        return cache_ids
 
     def _restore(self):
         for name in os.listdir(self._layers_dir):
             try:
                 layer = self._read_layer(name)
-            except (OSError, ValueError) as err:
+            except (FileNotFoundError, ValueError) as err:
+                # Not written by this store (whose layers appear whole), but no layer either.
+                log.warning("removing layer sha256:%s: its metadata is incomplete (%s)", name, err)
+                self._finish_removal(self._unrecord(self._layers_dir, name))
+                continue
+            except OSError as err:
                 log.warning("ignoring layer %s: %s", name, err)
                 continue
             if not self.driver.exists(layer.cache_id):

@@ -571,6 +571,19 @@ def test_start_up_drops_a_layer_whose_content_is_gone(tmp_path, caplog):
     assert "removing layer %s: its vfs layer %s is gone" % (layer.chain_id, layer.cache_id) in caplog.text
 
 
+def test_start_up_drops_a_layer_whose_metadata_is_incomplete(tmp_path, caplog):
+    store = Store(tmp_path)
+    image = store.import_image("half:1")
+    layer = store.graph.layers.get(store.graph.store.get(image).top_chain_id)
+    os.unlink(store.path("layerdb", "sha256", layer.chain_id[7:], "diff"))
+    with caplog.at_level("INFO"):
+        store.reopen()
+    assert store.graph.store.all_images() == [] and store.graph.layers.all_layers() == []
+    assert os.listdir(store.path("layerdb", "sha256")) == [] and os.listdir(store.path("layerdb", "tmp")) == []
+    assert not store.driver.exists(layer.cache_id)
+    assert "removing layer %s: its metadata is incomplete" % layer.chain_id in caplog.text
+
+
 def test_start_up_drops_image_metadata_without_content(tmp_path, caplog):
     store = Store(tmp_path)
     orphan = store.path("imagedb", "metadata", "sha256", "c" * 64)

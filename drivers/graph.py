@@ -342,7 +342,8 @@ class Graph(object):
         `progress(message)` receives "Loading layer" progress dicts (not when `quiet`).
         Returns the {"stream": "Loaded image: ...\\n"} messages. Every layer is checked against
         its image's diff IDs. Whatever fails, the layers this call registered and no image
-        uses are removed again.
+        uses are removed again. The upload is spooled in `tmp_dir` (None: $TMPDIR, the
+        daemon's <root>/tmp), where a kill leaves it for the next boot to remove.
         """
         report = None if quiet else progress
         spool = tempfile.mkdtemp(prefix="docker-import-", dir=tmp_dir)

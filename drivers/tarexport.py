@@ -20,9 +20,11 @@ import zlib
 
 from drivers import archive
 from drivers.errdefs import InvalidParameter, System
-from drivers.image import UNIX_EPOCH_TIME, ZERO_TIME, container_config_shape, go_json, parse_image_config, sorted_dict
-from drivers.layer import (COPY_CHUNK, DIGEST_PREFIX, MAX_JSON_MEMBER, InvalidDiffID, chain_id, chain_ids_of,
-                           copy_stream, hex_of, sha256_digest, truncate_id, validate_digest)
+from drivers.image import (UNIX_EPOCH_TIME, ZERO_TIME, container_config_shape, go_json,
+                           parse_image_config, sorted_dict)
+from drivers.layer import (COPY_CHUNK, DIGEST_PREFIX, MAX_JSON_MEMBER, InvalidDiffID, chain_id,
+                           chain_ids_of, copy_stream, hex_of, sha256_digest, truncate_id,
+                           validate_digest)
 from drivers.linux import go_arch
 from drivers.reference import parse_normalized_named
 

@@ -2,12 +2,16 @@
 layer tars.
 
 - kill -9 of the daemon at a seeded random instant of `docker pull`, `load`, `import` and
-  `commit` (and `push` and `save`), then a restart. Afterwards: every image listed before is listed still, with the
-  same tags; at most the one new image is added, and it is whole (inspectable, its layers
-  recorded with their content, runnable); nothing is left in <root>/tmp or the layer store's
-  tmp/; every driver layer on disk belongs to a recorded layer or writable layer; nothing is
-  mounted under the root; every tag names a listed image. Then the same operation succeeds.
-  `make test` runs one seed per operation; `make soak` runs FAULT_SEEDS (default 12) of each.
+  `commit` (and `push` and `save`), then a restart. Afterwards: every image listed before is
+  listed still, with the same tags; at most the one new image is added, and it is whole
+  (inspectable, its layers recorded with their content, runnable; it may lack its tag, which
+  comes after it); nothing is left in <root>/tmp or the layer store's tmp/; every driver
+  layer on disk belongs to a recorded layer or writable layer; nothing is mounted under the
+  root; every tag names a listed image. Then the same operation succeeds.
+  `make test` runs one seed per operation; `make soak` runs FAULT_SEEDS (default 12) of each
+  and requires kills both before and after the new image existed.
+- What a kill can leave on disk, made by hand (staged layers, half-deleted layers, temporary
+  files of atomic writes, a read-only layer left mounted), and what the next start-up does.
 - A full disk: the daemon runs on a tmpfs of a few MiB, mounted in a private mount namespace
   the daemon runs in (never in the tests' own). `docker pull`, `load`, `commit` and a
   container's json-file log fail with `no space left on device`; the daemon stays up, every
@@ -376,7 +380,8 @@ def fill(small_disk):
     the container (`docker rm ballast`) gives them back."""
     def make(leave):
         size = small_disk.free() - leave
-        small_disk.docker("run", "--name", "ballast", "busybox", "sh", "-c", "head -c %d /dev/zero > /ballast" % size)
+        small_disk.docker("run", "--name", "ballast", "busybox", "sh", "-c",
+                          "head -c %d /dev/zero > /ballast" % size)
     yield make
     small_disk.docker("rm", "-f", "ballast", check=False)
 
@@ -415,7 +420,8 @@ def test_full_disk_during_commit(small_disk, fill):
     small_disk.docker("run", "--name", "maker", "busybox", "sh", "-c", "head -c 2500000 /dev/urandom > /blob")
     try:
         before = image_state(small_disk)
-        assert_full_disk_failure(small_disk, small_disk.docker("commit", "maker", "made:1", check=False), before)
+        result = small_disk.docker("commit", "maker", "made:1", check=False)
+        assert_full_disk_failure(small_disk, result, before)
         small_disk.docker("rm", "ballast")
         small_disk.docker("commit", "maker", "made:1")
         assert small_disk.docker("run", "--rm", "made:1", "wc", "-c", "/blob").stdout.split()[0] == b"2500000"
@@ -445,7 +451,8 @@ def test_full_disk_during_json_file_logging(small_disk, fill):
         assert 1000 < len(logged) < 30000 and set(logged) == {line}
         small_disk.docker("rm", "-f", "chatty", "ballast")
         small_disk.docker("run", "--name", "chatty", "busybox", "seq", "1", "20000")
-        assert small_disk.docker("logs", "chatty").stdout.decode().split() == [str(n) for n in range(1, 20001)]
+        logged = small_disk.docker("logs", "chatty").stdout.decode().split()
+        assert logged == [str(n) for n in range(1, 20001)]
     finally:
         small_disk.docker("rm", "-f", "chatty", check=False)
 
@@ -553,7 +560,8 @@ def test_start_up_finishes_interrupted_layer_operations(tmp_path, caplog):
         store.graph.store.get(kept).top_chain_id).cache_id}
     assert doomed_cache_id not in os.listdir(store.driver.home + "/dir")
     assert os.listdir(store.path("layerdb", "tmp")) == []
-    assert not [name for name in os.listdir(store.path("imagedb", "content", "sha256")) if name.startswith(".")]
+    content = os.listdir(store.path("imagedb", "content", "sha256"))
+    assert not [name for name in content if name.startswith(".")]
     assert not [name for name in os.listdir(store.root) if name.startswith(".repositories")]
     for repaired in ("write-set-1", "write-set-2", "remove-x", "a" * 64, "b" * 64, doomed_cache_id,
                      ".%s.tmp1" % kept[7:], ".repositories-vfs.tmp2", ".%s.tmp3" % ("e" * 64)):

@@ -644,9 +644,14 @@ def setup_tmp_dir(config):
 
     Uploads (import, load, build contexts) spill to temporary files; keeping them on the same
     filesystem as the graph lets a finished layer be renamed into place instead of copied.
+    Whatever is in <root>/tmp at boot was left by a daemon killed mid-operation (a load's
+    staging directory, a pull's downloads): it is removed, and logged. A $DOCKER_TMPDIR is
+    the user's, and left alone (prepareTempDir).
     """
     tmp = os.environ.get("DOCKER_TMPDIR") or os.path.join(config.root, "tmp")
     try:
+        if not os.environ.get("DOCKER_TMPDIR"):
+            remove_leftover_temp_files(tmp)
         os.makedirs(tmp, 0o700, exist_ok=True)
         real_tmp = os.path.realpath(tmp)
     except OSError as err:
@@ -654,6 +659,25 @@ def setup_tmp_dir(config):
     os.environ["TMPDIR"] = real_tmp
     import tempfile
     tempfile.tempdir = real_tmp
+
+
+def remove_leftover_temp_files(tmp):
+    """Empty the daemon's own temporary directory at boot, saying what goes. An entry with a
+    mount below it is kept: rmtree would reach through the mount."""
+    if not os.path.isdir(tmp):
+        return
+    with open("/proc/self/mountinfo") as mountinfo:
+        mounts = [linux.unescape_mount_path(line.split()[4]) for line in mountinfo]
+    for name in sorted(os.listdir(tmp)):
+        path = os.path.join(os.path.realpath(tmp), name)
+        if any(mount == path or mount.startswith(path + "/") for mount in mounts):
+            log.warning("keeping %s, left by an interrupted operation: something is mounted there", path)
+            continue
+        log.warning("removing %s, left by an interrupted operation", path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 @boot_step

@@ -2283,7 +2283,7 @@ def finish_removal(daemon, container):
     removal that a crash cut short."""
     try:
         with container.cond:
-            container.to_disk()
+            mark_removing(container)
         release_container(daemon, container, container.remove_volumes)
     except Exception as err:
         with container.cond:
@@ -2292,11 +2292,22 @@ def finish_removal(daemon, container):
                 container.to_disk()
             container.cond.notify_all()
         log.error("Error removing container %s: %s", container.id[:12], err)
-        raise errdefs.System("unable to remove container %s: %s" % (container.id, err)) from None
+        raise errdefs.System("unable to remove container %s: %s"
+                             % (container.id, errdefs.go_error_text(err))) from None
     with container.cond:
         container.removing, container.removed = False, True
         container.cond.notify_all()
     daemon.events.log("container", "destroy", container.id, container.event_attributes())
+
+
+def mark_removing(container):
+    """Record the removal before undoing anything. On a full disk the mark cannot be written;
+    like dockerd ("Error saving dying container to disk") the removal goes on, since removing
+    is how a user frees space."""
+    try:
+        container.to_disk()
+    except OSError as err:
+        log.error("Error saving dying container to disk: %s", errdefs.go_error_text(err))
 
 
 def release_container(daemon, container, remove_volumes):

@@ -1317,8 +1317,11 @@ class Container(object):
         else:
             container.mount_points = {destination: volume.MountPoint.from_dict(data)
                                       for destination, data in document["MountPoints"].items()}
-        for key, value in document.get("State", {}).items():
-            if key in cls.STATE_KEYS:
+        for key, value in (document.get("State") or {}).items():
+            if key in cls.STATE_KEYS and value is not None:
+                default = getattr(container, key)  # health: None or a dict; the rest typed
+                if not isinstance(value, dict if default is None else type(default)):
+                    raise ValueError("config.v2.json: State.%s has the wrong type" % key)
                 setattr(container, key, value)
         return container
 
@@ -1336,9 +1339,10 @@ def check_stored_container(document, host_config):
     skips that one container (and logs why) rather than failing every listing later."""
     for key, kind in (("ID", str), ("Name", str), ("Created", str), ("Path", str),
                       ("Args", list), ("Config", dict), ("Image", str), ("Driver", str),
-                      ("State", dict)):
+                      ("State", (dict, type(None))), ("RestartCount", (int, type(None))),
+                      ("NetworkSettings", (dict, type(None))), ("MountPoints", (dict, type(None)))):
         if not isinstance(document.get(key), kind):
-            raise ValueError("config.v2.json: %s is not a %s" % (key, kind.__name__))
+            raise ValueError("config.v2.json: %s has the wrong type" % key)
     try:
         jsontypes.check_struct(document["Config"], "runconfig.ContainerConfigWrapper")
         jsontypes.check_struct(host_config, "container.HostConfig")
@@ -1534,7 +1538,10 @@ def create_container(daemon, config, host_config, name, networking_config):
 
 def check_namespace_containers(daemon, host_config):
     """--ipc and --pid container:<name> name a container that exists (dockerd: 400 at create;
-    whether it runs is asked at start)."""
+    whether it runs is asked at start); --network container: names one (ValidateNetMode)."""
+    parts = (host_config.get("NetworkMode") or "").split(":")
+    if parts[0] == "container" and not (parts + [""])[1]:
+        raise InvalidParameter("Invalid network mode: invalid container format container:<name|id>")
     for key in ("IpcMode", "PidMode"):
         mode = host_config.get(key) or ""
         if mode.startswith("container:"):

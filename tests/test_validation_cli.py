@@ -9,6 +9,7 @@ One daemon for the module, as in test_fidelity_cli.py.
 import glob
 import json
 import os
+import socket
 
 import pytest
 
@@ -162,6 +163,8 @@ def test_a_lone_surrogate_decodes_as_the_replacement_character(daemon):
     ({"HostConfig": {"CapDrop": ["CAP_FOO"]}}, 'invalid CapDrop: unknown capability: "CAP_FOO"'),
     ({"HostConfig": {"IpcMode": "container:nope"}}, "No such container: nope"),
     ({"HostConfig": {"PidMode": "container:nope"}}, "No such container: nope"),
+    ({"HostConfig": {"NetworkMode": "container:"}},
+     "Invalid network mode: invalid container format container:<name|id>"),
     ({"StopSignal": "FOO"}, "Invalid signal: FOO"),
     ({"Healthcheck": {"Interval": -1}}, "Interval in Healthcheck cannot be less than 1ms"),
     ({"Healthcheck": {"Timeout": -1}}, "Timeout in Healthcheck cannot be less than 1ms"),
@@ -229,3 +232,49 @@ def test_a_stored_container_with_a_bad_field_is_skipped_not_fatal(daemon):
     assert inspect(daemon, good)["Name"] == "/good"
     assert "No such object" in err(daemon.docker("inspect", bad, check=False))
     assert bad[:12] in daemon.log() and "NetworkMode" in daemon.log()
+
+
+def test_a_stored_container_with_a_bad_state_is_skipped_too(daemon):
+    good = out(daemon.docker("create", "--name", "good2", "busybox", "true"))
+    bad = out(daemon.docker("create", "--name", "bad2", "busybox", "true"))
+    daemon.stop()
+    [path] = glob.glob(os.path.join(daemon.root, "containers", bad, "config.v2.json"))
+    with open(path) as config_file:
+        document = json.load(config_file)
+    document["State"]["Running"] = "yes"
+    document["NetworkSettings"] = []
+    with open(path, "w") as config_file:
+        json.dump(document, config_file)
+    daemon.start()
+    assert out(daemon.docker("ps", "-a", "--format", "{{.Names}}")) == "good2"
+    assert inspect(daemon, good)["State"]["Status"] == "created"
+
+
+# -- a bug is the server's fault, told in the log ---------------------------------------------------
+
+class QuietServer(object):
+    """The little of an API server a handler asks of it."""
+
+    def track(self, sock, active):
+        pass
+
+    def count_request(self, delta):
+        pass
+
+
+def test_a_bug_answers_500_with_a_short_message_and_logs_the_traceback(monkeypatch, caplog):
+    import pydockerd
+
+    def broken(handler):
+        raise RuntimeError("python's own words")
+
+    monkeypatch.setattr(pydockerd.APIHandler, "get_version", broken)
+    client, served = socket.socketpair()
+    with client, served:
+        client.sendall(b"GET /v1.41/version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        pydockerd.APIHandler(served, "", QuietServer())
+        answer = client.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 500 ")
+    assert answer.endswith('\r\n\r\n{"message":"internal server error"}\n')
+    assert "python's own words" not in answer
+    assert "GET /v1.41/version HTTP/1.1" in caplog.text and "RuntimeError" in caplog.text

@@ -23,9 +23,14 @@ keys match fields case-insensitively and are stored under the field's own name; 
 are ignored; an integer must be written without a fraction or exponent and fit its type
 (int64 overflow is `cannot unmarshal number 1e30 into ... of type int64`); a strslice.StrSlice
 (Cmd, Entrypoint, Shell, CapAdd, CapDrop) takes a lone string as a one-element list.
-One rule is pydockerd's own: a string holding a NUL byte is refused (400), except in labels.
-Go keeps it, and dockerd fails later, at start or with a 500, because no path, argument,
-environment entry or name can carry one to the kernel; refusing it here makes nothing.
+
+Query parameters are typed as dockerd's handlers parse them: integers with strconv.Atoi or
+ParseInt, whose errors they repeat (`strconv.Atoi: parsing "1.5": invalid syntax`), enums
+against the spec's values; booleans take any text (httputils.BoolValue), so they have no check.
+
+One rule is pydockerd's own: a string or map key holding a NUL byte is refused (400), except
+in labels. Go keeps it and dockerd fails later (at start, or with a 500), because no path,
+argument, environment entry or name can carry one to the kernel; refused here, nothing is made.
 """
 import re
 
@@ -183,6 +188,8 @@ def _value(value, go_type, field):
         if not isinstance(value, dict):
             raise field.mismatch(value, go_type)
         labels = field.path[-1] == "Labels"
+        if not labels and any("\x00" in key for key in value):  # keys are paths and ports too
+            raise _nul(field)
         return {key: _element(item, shape[len(MAP_PREFIX):], field, labels)
                 for key, item in value.items()}
     return _scalar(value, shape, go_type, field)
@@ -202,8 +209,7 @@ def _scalar(value, shape, go_type, field):
         if not isinstance(value, str):
             raise field.mismatch(value, go_type)
         if "\x00" in value:
-            raise errdefs.InvalidParameter("invalid argument: NUL byte in Go struct field %s.%s"
-                                           % (field.struct, ".".join(field.path)))
+            raise _nul(field)
     elif shape == "bool":
         if not isinstance(value, bool):
             raise field.mismatch(value, go_type)
@@ -222,6 +228,11 @@ def _scalar(value, shape, go_type, field):
         if not isinstance(value, dict):
             raise field.mismatch(value, go_type)
     return value
+
+
+def _nul(field):
+    return errdefs.InvalidParameter("invalid argument: NUL byte in Go struct field %s.%s"
+                                    % (field.struct, ".".join(field.path)))
 
 
 def _zero(go_type):

@@ -110,6 +110,8 @@ def test_go_decoding_null_case_and_strslice():
 def test_nul_bytes_are_refused_outside_labels():
     assert refusal("POST /containers/{id}/exec", {"Cmd": ["a\x00"]}) == (
         "invalid argument: NUL byte in Go struct field ExecConfig.Cmd")
+    assert refusal("POST /containers/create", {"Volumes": {"/a\x00": {}}}) == (
+        "invalid argument: NUL byte in Go struct field ContainerConfigWrapper.Volumes")
     labelled = {"Labels": {"a": "b\x00c"}}
     assert jsontypes.check_body("POST /volumes/create", labelled) == labelled
 

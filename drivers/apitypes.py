@@ -74,7 +74,9 @@ NAMED = {
     "mount.Propagation": "string",
     "mount.Type": "string",
     "nat.PortMap": "map[string][]nat.PortBinding",
-    "strslice.StrSlice": "[]string"
+    "nat.PortSet": "map[string]struct {}",
+    "strslice.StrSlice": "[]string",
+    "time.Duration": "int64"
 }
 
 STRUCTS = {
@@ -99,27 +101,27 @@ STRUCTS = {
         "Options": "map[string]string"
     },
     "container.HealthConfig": {
-        "Interval": "int64",
+        "Interval": "time.Duration",
         "Retries": "int",
-        "StartPeriod": "int64",
+        "StartPeriod": "time.Duration",
         "Test": "[]string",
-        "Timeout": "int64"
+        "Timeout": "time.Duration"
     },
     "container.HostConfig": {
         "AutoRemove": "bool",
         "Binds": "[]string",
-        "BlkioDeviceReadBps": "[]blkiodev.ThrottleDevice",
-        "BlkioDeviceReadIOps": "[]blkiodev.ThrottleDevice",
-        "BlkioDeviceWriteBps": "[]blkiodev.ThrottleDevice",
-        "BlkioDeviceWriteIOps": "[]blkiodev.ThrottleDevice",
+        "BlkioDeviceReadBps": "[]*blkiodev.ThrottleDevice",
+        "BlkioDeviceReadIOps": "[]*blkiodev.ThrottleDevice",
+        "BlkioDeviceWriteBps": "[]*blkiodev.ThrottleDevice",
+        "BlkioDeviceWriteIOps": "[]*blkiodev.ThrottleDevice",
         "BlkioWeight": "uint16",
-        "BlkioWeightDevice": "[]blkiodev.WeightDevice",
+        "BlkioWeightDevice": "[]*blkiodev.WeightDevice",
         "CapAdd": "strslice.StrSlice",
         "CapDrop": "strslice.StrSlice",
         "Cgroup": "container.CgroupSpec",
         "CgroupParent": "string",
         "CgroupnsMode": "container.CgroupnsMode",
-        "ConsoleSize": "[]uint",
+        "ConsoleSize": "[2]uint",
         "ContainerIDFile": "string",
         "CpuCount": "int64",
         "CpuPercent": "int64",
@@ -138,8 +140,8 @@ STRUCTS = {
         "DnsSearch": "[]string",
         "ExtraHosts": "[]string",
         "GroupAdd": "[]string",
-        "IOMaximumBandwidth": "int64",
-        "IOMaximumIOps": "int64",
+        "IOMaximumBandwidth": "uint64",
+        "IOMaximumIOps": "uint64",
         "Init": "bool",
         "IpcMode": "container.IpcMode",
         "Isolation": "container.Isolation",
@@ -172,7 +174,7 @@ STRUCTS = {
         "Sysctls": "map[string]string",
         "Tmpfs": "map[string]string",
         "UTSMode": "container.UTSMode",
-        "Ulimits": "[]units.Ulimit",
+        "Ulimits": "[]*units.Ulimit",
         "UsernsMode": "container.UsernsMode",
         "VolumeDriver": "string",
         "VolumesFrom": "[]string"
@@ -186,12 +188,12 @@ STRUCTS = {
         "Name": "string"
     },
     "container.UpdateConfig": {
-        "BlkioDeviceReadBps": "[]blkiodev.ThrottleDevice",
-        "BlkioDeviceReadIOps": "[]blkiodev.ThrottleDevice",
-        "BlkioDeviceWriteBps": "[]blkiodev.ThrottleDevice",
-        "BlkioDeviceWriteIOps": "[]blkiodev.ThrottleDevice",
+        "BlkioDeviceReadBps": "[]*blkiodev.ThrottleDevice",
+        "BlkioDeviceReadIOps": "[]*blkiodev.ThrottleDevice",
+        "BlkioDeviceWriteBps": "[]*blkiodev.ThrottleDevice",
+        "BlkioDeviceWriteIOps": "[]*blkiodev.ThrottleDevice",
         "BlkioWeight": "uint16",
-        "BlkioWeightDevice": "[]blkiodev.WeightDevice",
+        "BlkioWeightDevice": "[]*blkiodev.WeightDevice",
         "CgroupParent": "string",
         "CpuCount": "int64",
         "CpuPercent": "int64",
@@ -205,9 +207,8 @@ STRUCTS = {
         "DeviceCgroupRules": "[]string",
         "DeviceRequests": "[]container.DeviceRequest",
         "Devices": "[]container.DeviceMapping",
-        "IOMaximumBandwidth": "int64",
-        "IOMaximumIOps": "int64",
-        "Init": "bool",
+        "IOMaximumBandwidth": "uint64",
+        "IOMaximumIOps": "uint64",
         "KernelMemory": "int64",
         "KernelMemoryTCP": "int64",
         "Memory": "int64",
@@ -218,7 +219,7 @@ STRUCTS = {
         "OomKillDisable": "bool",
         "PidsLimit": "int64",
         "RestartPolicy": "container.RestartPolicy",
-        "Ulimits": "[]units.Ulimit"
+        "Ulimits": "[]*units.Ulimit"
     },
     "mount.BindOptions": {
         "NonRecursive": "bool",
@@ -265,7 +266,7 @@ STRUCTS = {
         "EndpointID": "string",
         "Gateway": "string",
         "GlobalIPv6Address": "string",
-        "GlobalIPv6PrefixLen": "int64",
+        "GlobalIPv6PrefixLen": "int",
         "IPAMConfig": "network.EndpointIPAMConfig",
         "IPAddress": "string",
         "IPPrefixLen": "int",
@@ -286,7 +287,7 @@ STRUCTS = {
         "Subnet": "string"
     },
     "network.NetworkingConfig": {
-        "EndpointsConfig": "map[string]network.EndpointSettings"
+        "EndpointsConfig": "map[string]*network.EndpointSettings"
     },
     "runconfig.ContainerConfigWrapper": {
         "ArgsEscaped": "bool",
@@ -297,7 +298,7 @@ STRUCTS = {
         "Domainname": "string",
         "Entrypoint": "strslice.StrSlice",
         "Env": "[]string",
-        "ExposedPorts": "map[string]struct {}",
+        "ExposedPorts": "nat.PortSet",
         "Healthcheck": "container.HealthConfig",
         "HostConfig": "container.HostConfig",
         "Hostname": "string",

@@ -41,6 +41,7 @@ INTEGERS = {"int": (-2 ** 63, 2 ** 63 - 1), "int64": (-2 ** 63, 2 ** 63 - 1),
             "uint": (0, 2 ** 64 - 1), "uint64": (0, 2 ** 64 - 1), "uint16": (0, 2 ** 16 - 1),
             "uint32": (0, 2 ** 32 - 1)}
 MAP_PREFIX = "map[string]"
+LIST_PREFIX = re.compile(r"^\[[0-9]*\]")  # a slice, []T, or an array, [2]T
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 DECIMAL = re.compile(r"^[+-]?[0-9]+$")
 # strconv's function for each integer query type, as named in its errors.
@@ -173,6 +174,7 @@ def _struct(document, go_type, path):
 
 def _value(value, go_type, field):
     """One non-null value of `go_type`, as Go holds it."""
+    go_type = go_type.lstrip("*")  # a pointer takes what it points to
     if go_type in apitypes.STRUCTS:
         if not isinstance(value, dict):
             raise field.mismatch(value, go_type)
@@ -180,10 +182,11 @@ def _value(value, go_type, field):
     if go_type == "strslice.StrSlice" and isinstance(value, str):
         return [_value(value, "string", field)]
     shape = apitypes.NAMED.get(go_type, go_type)
-    if shape.startswith("[]"):
+    listed = LIST_PREFIX.match(shape)
+    if listed:
         if not isinstance(value, list):  # StrSlice's own decoder names the string it tried last
             raise field.mismatch(value, "string" if go_type == "strslice.StrSlice" else go_type)
-        return [_element(item, shape[2:], field) for item in value]
+        return [_element(item, shape[listed.end():], field) for item in value]
     if shape.startswith(MAP_PREFIX):
         if not isinstance(value, dict):
             raise field.mismatch(value, go_type)
@@ -236,6 +239,8 @@ def _nul(field):
 
 
 def _zero(go_type):
+    if go_type.startswith("*"):
+        return None  # a nil pointer
     shape = apitypes.NAMED.get(go_type, go_type)
     if go_type in apitypes.STRUCTS or shape == "struct {}":
         return {}

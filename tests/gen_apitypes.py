@@ -28,6 +28,7 @@ log driver later, in their own words), so only query enums are kept.
 """
 import json
 import os
+import re
 import sys
 
 import yaml
@@ -95,7 +96,11 @@ GO_TYPES = {
     "ContainerConfig.Shell": "strslice.StrSlice",
     "HostConfig.CapAdd": "strslice.StrSlice",
     "HostConfig.CapDrop": "strslice.StrSlice",
-    # Named string types: the same JSON, but dockerd's messages name them.
+    # Named types: the same JSON, but dockerd's messages name them.
+    "ContainerConfig.ExposedPorts": "nat.PortSet",
+    "HealthConfig.Interval": "time.Duration",
+    "HealthConfig.Timeout": "time.Duration",
+    "HealthConfig.StartPeriod": "time.Duration",
     "HostConfig.NetworkMode": "container.NetworkMode",
     "HostConfig.IpcMode": "container.IpcMode",
     "HostConfig.PidMode": "container.PidMode",
@@ -108,20 +113,36 @@ GO_TYPES = {
     "Mount.Consistency": "mount.Consistency",
     "Mount.BindOptions.Propagation": "mount.Propagation",
     # Integers the spec leaves without a format, or gives a range, that Go declares otherwise:
-    # the Resources are int64 throughout, BlkioWeight a uint16, the console size [2]uint,
-    # a tmpfs mode an os.FileMode (uint32), a ulimit's values int64.
+    # the Resources are int64 throughout but for BlkioWeight (uint16) and the IO maximums
+    # (uint64, so -1 is refused), the console size is a [2]uint, a tmpfs mode an os.FileMode
+    # (uint32), a ulimit's values int64, an endpoint's GlobalIPv6PrefixLen an int.
+    "Resources.IOMaximumBandwidth": "uint64",
+    "Resources.IOMaximumIOps": "uint64",
+    "EndpointSettings.GlobalIPv6PrefixLen": "int",
     "Resources.CpuShares": "int64",
     "Resources.BlkioWeight": "uint16",
-    "HostConfig.ConsoleSize": "[]uint",
+    "HostConfig.ConsoleSize": "[2]uint",
     "Mount.TmpfsOptions.Mode": "fs.FileMode",
     "Resources.Ulimits.Soft": "int64",
     "Resources.Ulimits.Hard": "int64",
     "Resources.BlkioWeightDevice.Weight": "uint16",
     "ThrottleDevice.Rate": "uint64",
+    # Lists and maps of pointers: the same JSON, named so in dockerd's messages.
+    "Resources.BlkioWeightDevice": "[]*blkiodev.WeightDevice",
+    "Resources.BlkioDeviceReadBps": "[]*blkiodev.ThrottleDevice",
+    "Resources.BlkioDeviceWriteBps": "[]*blkiodev.ThrottleDevice",
+    "Resources.BlkioDeviceReadIOps": "[]*blkiodev.ThrottleDevice",
+    "Resources.BlkioDeviceWriteIOps": "[]*blkiodev.ThrottleDevice",
+    "Resources.Ulimits": "[]*units.Ulimit",
+    "NetworkingConfig.EndpointsConfig": "map[string]*network.EndpointSettings",
     # The spec gives IPAM.Config's items as string maps; Go's IPAMConfig is a struct with a
     # map inside (AuxiliaryAddresses), which a string map would refuse.
     "IPAM.Config": "[]network.IPAMConfig",
 }
+
+# Fields the spec lists that Go's struct lacks: Init is HostConfig's, not Resources', so an
+# update ignores it.
+NOT_FIELDS = {"container.UpdateConfig": {"Init"}}
 
 # Structs the spec describes wrongly, declared here as Go declares them.
 EXTRA_STRUCTS = {
@@ -136,7 +157,8 @@ NAMED = {
     "container.CgroupnsMode": "string", "container.CgroupSpec": "string",
     "container.Isolation": "string", "mount.Type": "string", "mount.Consistency": "string",
     "mount.Propagation": "string", "nat.PortMap": "map[string][]nat.PortBinding",
-    "fs.FileMode": "uint32", "strslice.StrSlice": "[]string",
+    "fs.FileMode": "uint32", "strslice.StrSlice": "[]string", "time.Duration": "int64",
+    "nat.PortSet": "map[string]struct {}",
 }
 
 # "METHOD /path" -> {parameter: type} where the spec's query type is not dockerd's.
@@ -146,6 +168,15 @@ QUERY_TYPES = {
 }
 
 SCALARS = {"string": "string", "boolean": "bool", "number": "float64"}
+
+
+def base_type(go_type):
+    """What a list, map or pointer type holds in the end: []*units.Ulimit -> units.Ulimit."""
+    while True:
+        stripped = re.sub(r"^(\[[0-9]*\]|map\[string\]|\*)", "", go_type)
+        if stripped == go_type:
+            return go_type
+        go_type = stripped
 
 
 class Generator(object):
@@ -177,7 +208,10 @@ class Generator(object):
             return go_type
         self.structs[go_type] = fields = {}
         for name, (field, declared) in sorted(self.properties(schema, where).items()):
-            fields[name] = GO_TYPES.get(declared) or self.type_of(field, declared)
+            if name in NOT_FIELDS.get(go_type, ()):
+                continue
+            spec_type = self.type_of(field, declared)  # records the structs it names
+            fields[name] = GO_TYPES.get(declared, spec_type)
         return go_type
 
     def type_of(self, schema, where):
@@ -249,8 +283,21 @@ class Generator(object):
                 checked = self.query(key, operation.get("parameters", []))
                 if checked:
                     queries[key] = checked
+        self.prune()
         self.check_closed()
         return queries
+
+    def prune(self):
+        """Keep the structs a body reaches: an override can leave one the spec named unused."""
+        reached, todo = set(), list(BODIES.values())
+        while todo:
+            go_type = base_type(todo.pop())
+            if go_type in self.structs and go_type not in reached:
+                reached.add(go_type)
+                todo.extend(self.structs[go_type].values())
+            elif go_type in NAMED:
+                todo.append(NAMED[go_type])
+        self.structs = {name: fields for name, fields in self.structs.items() if name in reached}
 
     def check_closed(self):
         """Every type the tables name must be one jsontypes knows: a struct, a named type, a
@@ -259,9 +306,7 @@ class Generator(object):
                    "float64", "struct {}", "interface {}"}
         types = list(BODIES.values()) + list(NAMED.values())
         types += [kind for fields in self.structs.values() for kind in fields.values()]
-        for go_type in types:
-            while go_type.startswith(("[]", "map[string]")):
-                go_type = go_type[2:] if go_type.startswith("[]") else go_type[len("map[string]"):]
+        for go_type in map(base_type, types):
             if go_type not in scalars and go_type not in NAMED and go_type not in self.structs:
                 raise SystemExit("gen_apitypes: %s is named but not declared" % go_type)
 

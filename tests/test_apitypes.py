@@ -94,6 +94,16 @@ def test_ipam_config_takes_auxiliary_addresses_though_the_spec_says_string_map()
      "struct field EndpointSettings.NetworkingConfig.EndpointsConfig.Aliases of type []string"),
     ('{"HostConfig": {"NetworkMode": true}}', "bool into Go struct field "
      "HostConfig.HostConfig.NetworkMode of type container.NetworkMode"),
+    ('{"HostConfig": {"Ulimits": "x"}}', "string into Go struct field "
+     "HostConfig.HostConfig.Ulimits of type []*units.Ulimit"),
+    ('{"HostConfig": {"Ulimits": [{"Soft": "x"}]}}', "string into Go struct field "
+     "Ulimit.HostConfig.Ulimits.Soft of type int64"),
+    ('{"HostConfig": {"ConsoleSize": "x"}}', "string into Go struct field "
+     "HostConfig.HostConfig.ConsoleSize of type [2]uint"),
+    ('{"HostConfig": {"IOMaximumIOps": -1}}', "number -1 into Go struct field "
+     "HostConfig.HostConfig.IOMaximumIOps of type uint64"),
+    ('{"Healthcheck": {"Interval": 1.5}}', "number 1.5 into Go struct field "
+     "HealthConfig.Healthcheck.Interval of type time.Duration"),
 ])
 def test_numbers_and_shapes_are_refused_as_go_refuses_them(body, message):
     assert refusal("POST /containers/create", decoded(body)) == "json: cannot unmarshal " + message
@@ -105,6 +115,10 @@ def test_go_decoding_null_case_and_strslice():
     assert jsontypes.check_body("POST /containers/create", body) == {
         "Env": None, "Cmd": ["echo"], "Unknown": {"x": 1},
         "HostConfig": {"CapDrop": ["ALL"], "Binds": [""], "PortBindings": {"80/tcp": None}}}
+
+
+def test_an_update_ignores_init_which_go_keeps_in_host_config_only():
+    assert jsontypes.check_body("POST /containers/{id}/update", {"Init": "x"}) == {"Init": "x"}
 
 
 def test_nul_bytes_are_refused_outside_labels():

@@ -217,37 +217,41 @@ def test_a_nul_byte_in_a_query_parameter_is_a_400(daemon):
 
 # -- stored state ----------------------------------------------------------------------------------
 
-def test_a_stored_container_with_a_bad_field_is_skipped_not_fatal(daemon):
-    good = out(daemon.docker("create", "--name", "good", "busybox", "true"))
-    bad = out(daemon.docker("create", "--name", "bad", "busybox", "true"))
-    daemon.stop()
-    [path] = glob.glob(os.path.join(daemon.root, "containers", bad, "hostconfig.json"))
-    with open(path) as host_config_file:
-        host_config = json.load(host_config_file)
+def set_hostconfig_network_mode(host_config):
     host_config["NetworkMode"] = 5  # what a daemon before typed input could store
-    with open(path, "w") as host_config_file:
-        json.dump(host_config, host_config_file)
-    daemon.start()
-    assert out(daemon.docker("ps", "-a", "--format", "{{.Names}}")) == "good"
-    assert inspect(daemon, good)["Name"] == "/good"
-    assert "No such object" in err(daemon.docker("inspect", bad, check=False))
-    assert bad[:12] in daemon.log() and "NetworkMode" in daemon.log()
 
 
-def test_a_stored_container_with_a_bad_state_is_skipped_too(daemon):
-    good = out(daemon.docker("create", "--name", "good2", "busybox", "true"))
-    bad = out(daemon.docker("create", "--name", "bad2", "busybox", "true"))
-    daemon.stop()
-    [path] = glob.glob(os.path.join(daemon.root, "containers", bad, "config.v2.json"))
-    with open(path) as config_file:
-        document = json.load(config_file)
-    document["State"]["Running"] = "yes"
+def set_state_running(document):
+    document["State"]["running"] = "yes"
+
+
+def set_network_settings(document):
     document["NetworkSettings"] = []
-    with open(path, "w") as config_file:
-        json.dump(document, config_file)
+
+
+@pytest.mark.parametrize("filename, edit, reason", [
+    ("hostconfig.json", set_hostconfig_network_mode, "NetworkMode"),
+    ("config.v2.json", set_state_running, "State.running"),
+    ("config.v2.json", set_network_settings, "NetworkSettings"),
+])
+def test_a_stored_container_with_a_bad_field_is_skipped_not_fatal(daemon, filename, edit, reason):
+    suffix = edit.__name__
+    good = out(daemon.docker("create", "--name", "good-" + suffix, "busybox", "true"))
+    bad = out(daemon.docker("create", "--name", "bad-" + suffix, "busybox", "true"))
+    daemon.stop()
+    [path] = glob.glob(os.path.join(daemon.root, "containers", bad, filename))
+    with open(path) as stored:
+        document = json.load(stored)
+    edit(document)
+    with open(path, "w") as stored:
+        json.dump(document, stored)
     daemon.start()
-    assert out(daemon.docker("ps", "-a", "--format", "{{.Names}}")) == "good2"
+    assert out(daemon.docker("ps", "-a", "--format", "{{.Names}}")) == "good-" + suffix
     assert inspect(daemon, good)["State"]["Status"] == "created"
+    assert "No such object" in err(daemon.docker("inspect", bad, check=False))
+    [logged] = [line for line in daemon.log().splitlines()
+                if "Failed to load container %s: " % bad in line][-1:]
+    assert reason in logged
 
 
 # -- a bug is the server's fault, told in the log ---------------------------------------------------

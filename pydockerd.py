@@ -1343,6 +1343,7 @@ class Container(object):
             document = json.load(config_file)
         with open(os.path.join(root, "hostconfig.json")) as host_config_file:
             host_config = json.load(host_config_file)
+        check_stored_container(document, host_config)
         container = cls(root, document["ID"])
         container.name, container.created = document["Name"], document["Created"]
         container.path, container.args = document["Path"], document["Args"]
@@ -1355,8 +1356,11 @@ class Container(object):
         else:
             container.mount_points = {destination: volume.MountPoint.from_dict(data)
                                       for destination, data in document["MountPoints"].items()}
-        for key, value in document.get("State", {}).items():
-            if key in cls.STATE_KEYS:
+        for key, value in (document.get("State") or {}).items():
+            if key in cls.STATE_KEYS and value is not None:
+                default = getattr(container, key)  # health: None or a dict; the rest typed
+                if not isinstance(value, dict if default is None else type(default)):
+                    raise ValueError("config.v2.json: State.%s has the wrong type" % key)
                 setattr(container, key, value)
         return container
 
@@ -1366,6 +1370,23 @@ class Container(object):
         attributes.update(image=self.config.get("Image", ""), name=self.name.lstrip("/"))
         attributes.update(extra)
         return attributes
+
+
+def check_stored_container(document, host_config):
+    """What from_disk reads must have the types the daemon gave it: a file written by an older
+    daemon that took `"NetworkMode": 5`, or edited by hand, raises ValueError, and restore
+    skips that one container (and logs why) rather than failing every listing later."""
+    for key, kind in (("ID", str), ("Name", str), ("Created", str), ("Path", str),
+                      ("Args", list), ("Config", dict), ("Image", str), ("Driver", str),
+                      ("State", (dict, type(None))), ("RestartCount", (int, type(None))),
+                      ("NetworkSettings", (dict, type(None))), ("MountPoints", (dict, type(None)))):
+        if not isinstance(document.get(key), kind):
+            raise ValueError("config.v2.json: %s has the wrong type" % key)
+    try:
+        jsontypes.check_struct(document["Config"], "runconfig.ContainerConfigWrapper")
+        jsontypes.check_struct(host_config, "container.HostConfig")
+    except errdefs.InvalidParameter as error:
+        raise ValueError(error.message) from None
 
 
 # namesgenerator: a random "adjective_scientist" name for containers created without --name.
@@ -1519,7 +1540,9 @@ def create_container(daemon, config, host_config, name, networking_config):
         raise InvalidParameter("config cannot be empty in order to create a container")
     host_config["LogConfig"] = merge_log_config(daemon.config, host_config.get("LogConfig"))
     validate_host_config(host_config)
+    runconfig.verify_config(config, parse_signal)
     health.validate(config)
+    check_namespace_containers(daemon, host_config)
     resource_warnings = verify_container_settings(daemon, host_config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
@@ -1550,6 +1573,21 @@ def create_container(daemon, config, host_config, name, networking_config):
     daemon.containers.add(container)
     daemon.events.log("container", "create", container.id, container.event_attributes())
     return container, warnings
+
+
+def check_namespace_containers(daemon, host_config):
+    """--ipc and --pid container:<name> name a container that exists (dockerd: 400 at create;
+    whether it runs is asked at start); --network container: names one (ValidateNetMode)."""
+    parts = (host_config.get("NetworkMode") or "").split(":")
+    if parts[0] == "container" and not (parts + [""])[1]:
+        raise InvalidParameter("Invalid network mode: invalid container format container:<name|id>")
+    for key in ("IpcMode", "PidMode"):
+        mode = host_config.get(key) or ""
+        if mode.startswith("container:"):
+            try:
+                daemon.containers.get(mode.partition(":")[2])
+            except NotFound as error:
+                raise InvalidParameter(error.message) from None
 
 
 def link_children_for_create(daemon, host_config):
@@ -2249,12 +2287,14 @@ def container_wait(container, condition):
 
 
 def resize_container(daemon, container, height, width):
-    """ContainerResize: the size of the container's terminal."""
+    """ContainerResize: the size of the container's terminal. A container without one has
+    nothing to resize; dockerd answers 200 all the same, and so does this."""
     with container.cond:
         monitor = container.monitor
         if not container.running or monitor is None:
             raise errdefs.Conflict("Container %s is not running" % container.id)
-    monitor.resize(height, width)
+    if container.config.get("Tty"):
+        monitor.resize(*terminal_size(height, width))
     daemon.events.log("container", "resize", container.id, container.event_attributes(
         height=str(height), width=str(width)))
 
@@ -2786,11 +2826,17 @@ def disconnect_network(daemon, network, name, force):
         container.to_disk()
 
 
+def terminal_size(height, width):
+    """A window size as the kernel's struct winsize holds it: Go converts the query's ints
+    to uint16, wrapping (-1 is 65535), where Python's struct.pack would raise."""
+    return height & 0xFFFF, width & 0xFFFF
+
+
 def resize_exec(exec_config, height, width):
     """ContainerExecResize: the size of the exec's terminal (the first one lets it start)."""
     if exec_config.monitor is None or not exec_config.running:
         raise errdefs.Conflict("Exec %s is not running" % exec_config.id)
-    exec_config.monitor.resize(height, width)
+    exec_config.monitor.resize(*terminal_size(height, width))
     exec_config.resized.set()
 
 
@@ -3265,18 +3311,23 @@ def _reject_json_constant(name):
 
 
 def decode_json(body):
-    """httputils.ReadJSON: one JSON value, nothing after it; every failure is a 400."""
+    """httputils.ReadJSON: one JSON value, nothing after it; every failure is a 400.
+
+    Strings decode as Go decodes them: bytes that are not UTF-8, and lone surrogates
+    ("\\ud800"), become U+FFFD. Numbers with a fraction keep their text for the messages.
+    """
     try:
-        text = body.decode("utf-8")
-        decoder = json.JSONDecoder(parse_constant=_reject_json_constant)
+        text = body.decode("utf-8", errors="replace")
+        decoder = json.JSONDecoder(parse_constant=_reject_json_constant,
+                                   parse_float=jsontypes.Number)
         value, end = decoder.raw_decode(text.lstrip())
     except RecursionError:
         raise InvalidParameter("invalid JSON: exceeded max depth") from None
-    except (ValueError, UnicodeDecodeError) as err:
+    except ValueError as err:
         raise InvalidParameter("invalid JSON: %s" % err) from None
     if text.lstrip()[end:].strip():
         raise InvalidParameter("unexpected content after JSON")
-    return value
+    return jsontypes.go_strings(value)
 
 
 # How long a hijacked stream holds its first bytes for the client to read the headers.
@@ -3608,14 +3659,18 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.server.count_request(1)
         try:
             route, params = self.route()
+            jsontypes.check_query(self.operation, self.query)
+            if any("\x00" in value for value in params.values()):
+                raise InvalidParameter("invalid argument: NUL byte in the path")
             getattr(self, route.handler)(**params)
         except errdefs.DockerError as err:
             self.send_error_json(err.status, err.message)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client left mid-answer: nothing to tell it
-        except Exception as err:  # a bug must cost one request, not the connection's thread
-            log.exception("Handler for %s %s returned error", self.command, self.path)
-            self.send_error_json(500, str(err) or err.__class__.__name__)
+        except Exception:  # a bug must cost one request, not the connection's thread
+            # Python's text for a bug is for the log, never for the client.
+            log.exception("Handler for %s returned error", self.requestline)
+            self.send_error_json(500, "internal server error")
         finally:
             self.server.count_request(-1)
         self.drain_body()
@@ -3630,6 +3685,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if versioned:  # every version in range is served the same (1.41) way
             check_api_version(versioned.group("version"))
             path = versioned.group("rest")
+        self.operation = jsontypes.operation(self.command, path)  # the spec's key: typed input
         for route in ROUTES:
             match = route.pattern.match(path)
             if match and route.method == self.command:
@@ -3675,7 +3731,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if media_type and media_type != JSON_CONTENT_TYPE:
             raise InvalidParameter("Content-Type specified (%s) must be 'application/json'"
                                    % content_type)
-        return decode_json(body)
+        return jsontypes.check_body(self.operation, decode_json(body))
 
     # -- query parameters -------------------------------------------------------------------
 
@@ -3691,13 +3747,9 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         return value.strip().lower() not in ("", "0", "false", "no", "none")
 
     def query_int(self, name, default=0):
+        """An integer parameter; dispatch has checked it against the spec (check_query)."""
         value = self.query_value(name, "")
-        if value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise InvalidParameter("invalid value for %s: %s" % (name, value)) from None
+        return int(value) if value else default
 
     def query_filters(self):
         """`filters` in both forms clients send: {"k":{"v":true}} (CLI) and {"k":["v"]} (docker-py)."""
@@ -4003,8 +4055,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
     def post_commit(self):
         """`docker commit`: `changes` repeated, the body an optional Config to start from."""
         config = self.read_json()
-        if config is not None and not isinstance(config, dict):
-            raise InvalidParameter("json: cannot unmarshal into Go value of type container.Config")
         pause = self.query_bool("pause", default=True)  # API 1.12 clients always send it
         changes = [line for value in self.query.get("changes", []) for line in value.split("\n")]
         image_id = commit_container(self.daemon, self.query_value("container"), config, changes,
@@ -4022,9 +4072,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if body is None:
             raise InvalidParameter("config cannot be empty in order to create a container")
-        if not isinstance(body, dict):
-            raise InvalidParameter("json: cannot unmarshal array into Go value of type "
-                                   "container.Config")
         host_config = body.pop("HostConfig", None) or {}
         networking_config = body.pop("NetworkingConfig", None)
         container, warnings = create_container(self.daemon, body, host_config, self.query_value("name"),
@@ -4217,7 +4264,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if not isinstance(body, dict):
             raise InvalidParameter("network connect needs a JSON object naming the Container")
-        jsontypes.check(body, libnetwork.NETWORK_CONNECT, "NetworkConnect")
         connect_network(self.daemon, name, body.get("Container") or "", body.get("EndpointConfig"))
         self.send_no_content(200)
 
@@ -4225,7 +4271,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if not isinstance(body, dict):
             raise InvalidParameter("network disconnect needs a JSON object naming the Container")
-        jsontypes.check(body, libnetwork.NETWORK_DISCONNECT, "NetworkDisconnect")
         disconnect_network(self.daemon, name, body.get("Container") or "", bool(body.get("Force")))
         self.send_no_content(200)
 

@@ -9,7 +9,7 @@ import os
 import sys
 
 PROJECT_MODULES = {"pydockerd", "drivers", "conftest"}
-TEST_ONLY_MODULES = {"pytest", "msgpack"}
+TEST_ONLY_MODULES = {"pytest", "msgpack", "yaml"}
 
 
 def python_files(paths):

@@ -82,6 +82,8 @@ MAX_WORKERS = 4096
 MAX_CHUNK_LINE = 4096
 # What the server reads of a body its handler left unread before it reuses the connection.
 MAX_DRAIN = 64 << 20
+# How long a refused connection is read from before it closes (net/http rstAvoidanceDelay).
+REFUSE_LINGER = 0.5
 CHUNKED = -1
 
 # RFC 9110 token characters (header names, methods, chunk extension names).
@@ -183,7 +185,7 @@ class ConnReader(object):
         """One line up to its LF, at most `limit` bytes; b"" at EOF before any byte."""
         start = 0
         while True:
-            end = self.buffer.find(b"\n", start)
+            end = self.buffer.find(b"\n", start, limit)
             if end >= 0:
                 line = bytes(self.buffer[:end + 1])
                 del self.buffer[:end + 1]
@@ -677,6 +679,16 @@ def default_max_connections():
     return max(16, soft // 2)
 
 
+def listen_backlog():
+    """The kernel's somaxconn, as Go's net.Listen takes it: the queue that holds new clients
+    while the server is at its connection cap."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as somaxconn:
+            return int(somaxconn.read())
+    except (OSError, ValueError):
+        return 128
+
+
 class HTTPServer(object):
     """One listening socket served as the module docstring says.
 
@@ -684,8 +696,6 @@ class HTTPServer(object):
     (what to make of a new connection: TLS wraps it). Everything timed is a constructor
     argument, so tests run the real lifecycle with short values.
     """
-
-    request_queue_size = 128
 
     def __init__(self, family, address, handler_class, idle_timeout=IDLE_TIMEOUT,
                  read_header_timeout=READ_HEADER_TIMEOUT, max_connections=None,
@@ -708,7 +718,7 @@ class HTTPServer(object):
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.server_bind()
-            self.socket.listen(self.request_queue_size)
+            self.socket.listen(listen_backlog())
         except BaseException:
             self.socket.close()
             raise
@@ -913,9 +923,15 @@ class HTTPServer(object):
         return None
 
     def _refuse(self, conn, err):
-        """Go's answer to a request it cannot read, then a graceful close (closeWriteAndWait)."""
+        """Go's answer to a request it cannot read, then closeWriteAndWait: the write side is
+        shut and what the client still sends is read for a moment, so that closing with
+        unread bytes does not reset the connection before the client has read the answer."""
         try:
             conn.sock.sendall(err.response())
             conn.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + REFUSE_LINGER
+            while time.monotonic() < deadline and readable([conn.sock], deadline - time.monotonic()):
+                if not conn.sock.recv(65536):
+                    break
         except OSError:
             pass

@@ -78,6 +78,9 @@ READ_HEADER_TIMEOUT = 60.0
 WORKER_IDLE = 10.0
 # The active-request cap: streams and hijacked connections hold their thread.
 MAX_WORKERS = 4096
+# Pool threads started at once; beyond them one more each time a request waited this long.
+POOL_CORE = 16
+POOL_STALL = 0.02
 # net/http's chunked reader refuses a chunk-size line longer than this (maxLineLength).
 MAX_CHUNK_LINE = 4096
 # What the server reads of a body its handler left unread before it reuses the connection.
@@ -621,26 +624,45 @@ class Connection(object):
 
 
 class WorkerPool(object):
-    """Threads for requests: started on demand up to `size`, each ends after `idle` seconds
-    without work. A job queued while all `size` threads are busy waits for the next free one."""
+    """Threads for requests, between `core` and `size` of them.
 
-    def __init__(self, size, idle, name):
+    Up to `core` threads start as soon as a job finds no idle one. Past that, a thread is
+    added only when the oldest queued job has waited `stall` seconds (`grow`, called by the
+    selector): a burst of short requests is served by the threads there are, while a request
+    that arrives when every thread holds a stream (`logs -f`, `attach`) still gets one of its
+    own within `stall`. A thread without work for `idle` seconds ends.
+    """
+
+    def __init__(self, size, idle, name, core=POOL_CORE, stall=POOL_STALL):
         self.size = size
+        self.core = min(core, size)
+        self.stall = stall
         self.idle_seconds = idle
         self.name = name
-        self.jobs = collections.deque()
+        self.jobs = collections.deque()  # (queued at, job)
         self.cond = threading.Condition()
         self.threads = 0
         self.idle = 0
 
     def submit(self, job):
         with self.cond:
-            self.jobs.append(job)
-            if self.idle < len(self.jobs) and self.threads < self.size:
-                self.threads += 1
-                threading.Thread(target=self._work, name=self.name, daemon=True).start()
-            else:
+            self.jobs.append((time.monotonic(), job))
+            if self.idle >= len(self.jobs):
                 self.cond.notify()
+            elif self.threads < self.core:
+                self._start()
+
+    def grow(self, now):
+        """Add a thread if the oldest job has waited too long; whether jobs are waiting."""
+        with self.cond:
+            if (self.jobs and self.jobs[0][0] + self.stall <= now and
+                    self.idle < len(self.jobs) and self.threads < self.size):
+                self._start()
+            return bool(self.jobs)
+
+    def _start(self):
+        self.threads += 1
+        threading.Thread(target=self._work, name=self.name, daemon=True).start()
 
     def _work(self):
         while True:
@@ -655,7 +677,7 @@ class WorkerPool(object):
                         return
                     self.cond.wait(left)
                 self.idle -= 1
-                job = self.jobs.popleft()
+                _, job = self.jobs.popleft()
             job()
 
 
@@ -784,7 +806,10 @@ class HTTPServer(object):
                     (selector.register if want else selector.unregister)(
                         self.socket, *((selectors.EVENT_READ,) if want else ()))
                     accepting = want
-                for key, _ in selector.select(max(0.0, next_sweep - time.monotonic())):
+                wait = max(0.0, next_sweep - time.monotonic())
+                if self.pool.grow(time.monotonic()):
+                    wait = min(wait, self.pool.stall)
+                for key, _ in selector.select(wait):
                     if key.fileobj is self.socket:
                         self._accept_all(selector, idle)
                     elif key.fileobj is self.wake_reader:

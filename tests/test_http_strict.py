@@ -288,6 +288,8 @@ def test_idle_connections_cost_no_thread_and_are_all_served(daemon):
         assert wait_for(lambda: fd_count(pid) >= fds + 1999, 30), "not all accepted"
         assert proc_status(pid, "Threads") <= threads + 2
         grown = proc_status(pid, "VmRSS") - rss
+        print("\n2,000 idle connections: threads %d -> %d, RSS +%d kB" % (
+            threads, proc_status(pid, "Threads"), grown))
         assert grown < 12 * 1024, "2,000 idle connections took %d kB" % grown
         for sock in socks:
             sock.sendall(PING)

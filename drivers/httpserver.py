@@ -795,17 +795,18 @@ class HTTPServer(object):
         """Accept, watch idle connections, hand readable ones to the pool, expire the rest."""
         selector = selectors.DefaultSelector()
         selector.register(self.wake_reader, selectors.EVENT_READ)
-        idle = {}  # Connection -> registered in the selector
+        idle = set()  # the connections registered in the selector
         accepting = False
-        sweep = min(1.0, self.idle_timeout / 4, self.read_header_timeout / 4)
+        sweep = min(1.0, self.idle_timeout / 4)
         next_sweep = time.monotonic() + sweep
         try:
             while not self.stopping:
-                want = self.open_connections() < self.max_connections
-                if want != accepting:
-                    (selector.register if want else selector.unregister)(
-                        self.socket, *((selectors.EVENT_READ,) if want else ()))
-                    accepting = want
+                below_cap = self.open_connections() < self.max_connections
+                if below_cap and not accepting:
+                    selector.register(self.socket, selectors.EVENT_READ)
+                elif accepting and not below_cap:  # new clients wait in the listen backlog
+                    selector.unregister(self.socket)
+                accepting = below_cap
                 wait = max(0.0, next_sweep - time.monotonic())
                 if self.pool.grow(time.monotonic()):
                     wait = min(wait, self.pool.stall)
@@ -816,14 +817,16 @@ class HTTPServer(object):
                         self._take_returned(selector, idle)
                     else:
                         selector.unregister(key.fileobj)
-                        del idle[key.data]
+                        idle.discard(key.data)
                         self.pool.submit(lambda conn=key.data: self._serve(conn))
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._expire(selector, idle, now)
                     next_sweep = now + sweep
         finally:
-            for conn in idle:
+            with self.lock:  # from now on a pool thread closes what it would hand back
+                returned, self.returned = self.returned, None
+            for conn in idle.union(returned):
                 self._close(conn)
             selector.close()
             self.stopped.set()
@@ -850,7 +853,7 @@ class HTTPServer(object):
 
     def _watch(self, selector, idle, conn):
         conn.expires = time.monotonic() + self.idle_timeout
-        idle[conn] = True
+        idle.add(conn)
         selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def _take_returned(self, selector, idle):
@@ -867,7 +870,7 @@ class HTTPServer(object):
     def _expire(self, selector, idle, now):
         for conn in [conn for conn in idle if conn.expires <= now]:
             selector.unregister(conn.sock)
-            del idle[conn]
+            idle.discard(conn)
             self._close(conn)
 
     def _wake(self):
@@ -893,9 +896,11 @@ class HTTPServer(object):
         except Exception:  # a bug must cost one connection, not the daemon
             log.exception("http: panic serving %s", conn.address)
             keep = False
-        if keep and not self.stopping:
-            with self.lock:
+        with self.lock:
+            keep = keep and self.returned is not None  # None: the selector has stopped
+            if keep:
                 self.returned.append(conn)
+        if keep:
             self._wake()
         else:
             self._close(conn)

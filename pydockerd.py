@@ -53,8 +53,7 @@ import urllib.parse
 
 from drivers import (archive, builder, cgroups, commit, containerarchive, distribution, errdefs,
                      execdriver, graph as graph_store, graphdriver, health, httpserver, ioutils,
-                     iptables,
-                     jsontypes, linux, links, logger, monitor as monitor_module, netlink,
+                     iptables, jsontypes, linux, links, logger, monitor as monitor_module, netlink,
                      network as libnetwork, portmapper, reference, registry, resolver, runconfig,
                      seccomp, stats as stats_module, tags, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound

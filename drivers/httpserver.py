@@ -719,6 +719,8 @@ class HTTPServer(object):
     argument, so tests run the real lifecycle with short values.
     """
 
+    serving = False  # set by whoever runs serve_forever: only then may shutdown() wait for it
+
     def __init__(self, family, address, handler_class, idle_timeout=IDLE_TIMEOUT,
                  read_header_timeout=READ_HEADER_TIMEOUT, max_connections=None,
                  max_workers=MAX_WORKERS, max_header_bytes=DEFAULT_MAX_HEADER_BYTES,

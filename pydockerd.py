@@ -29,7 +29,6 @@ import copy
 import errno
 import functools
 import grp
-import http.server
 import ipaddress
 import json
 import logging
@@ -38,11 +37,9 @@ import platform
 import queue
 import re
 import secrets
-import select
 import shutil
 import signal
 import socket
-import socketserver
 import sqlite3
 import ssl
 import stat
@@ -54,8 +51,8 @@ import traceback
 import urllib.parse
 
 from drivers import (archive, builder, cgroups, commit, containerarchive, distribution, errdefs,
-                     execdriver, graph as graph_store, graphdriver, health, ioutils, iptables,
-                     jsontypes, linux, links, logger, monitor as monitor_module, netlink,
+                     execdriver, graph as graph_store, graphdriver, health, httpserver, ioutils,
+                     iptables, jsontypes, linux, links, logger, monitor as monitor_module, netlink,
                      network as libnetwork, portmapper, reconcile, reference, registry, resolver,
                      runconfig, seccomp, stats as stats_module, tags, top, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
@@ -2894,7 +2891,7 @@ def read_probe_output(daemon, exec_config, timeout):
     with ours:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([ours], [], [], left)[0]:
+            if left <= 0 or not httpserver.readable([ours], left):
                 return health.stdcopy_payloads(data), False
             chunk = ours.recv(65536)
             if not chunk:
@@ -3227,8 +3224,7 @@ def copy_attached_output(daemon, container, upstream, streams, cancelled):
     buffered, killed = b"", False
     with upstream:
         while True:
-            readable, _, _ = select.select([upstream], [], [], 0.5)
-            if not readable:
+            if not httpserver.readable([upstream], 0.5):
                 if not killed and cancelled():
                     killed = True
                     try:
@@ -3359,62 +3355,6 @@ def stdcopy_frame(stream_id, data):
     return bytes((stream_id, 0, 0, 0)) + len(data).to_bytes(4, "big") + data
 
 
-class ChunkedReader(object):
-    """A file-like reader over an HTTP/1.1 chunked request body (the CLI streams uploads so)."""
-
-    def __init__(self, rfile):
-        self.rfile = rfile
-        self.left = 0
-        self.done = False
-
-    def read(self, size=-1):
-        out = []
-        while not self.done and (size < 0 or size > 0):
-            if self.left == 0:
-                self._next_chunk()
-                continue
-            want = self.left if size < 0 else min(size, self.left)
-            data = self.rfile.read(want)
-            if not data:
-                raise InvalidParameter("unexpected EOF in chunked request body")
-            out.append(data)
-            self.left -= len(data)
-            if size > 0:
-                size -= len(data)
-            if self.left == 0:
-                self.rfile.readline()
-        return b"".join(out)
-
-    def _next_chunk(self):
-        line = self.rfile.readline(1024)
-        try:
-            self.left = int(line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise InvalidParameter("malformed chunked encoding") from None
-        if self.left == 0:
-            while self.rfile.readline(65537).strip():
-                pass
-            self.done = True
-
-
-class LimitedReader(object):
-    """A file-like reader over a Content-Length request body."""
-
-    def __init__(self, rfile, length):
-        self.rfile = rfile
-        self.left = length
-
-    def read(self, size=-1):
-        if self.left <= 0:
-            return b""
-        want = self.left if size < 0 else min(size, self.left)
-        data = self.rfile.read(want)
-        self.left -= len(data)
-        if len(data) < want and (size < 0 or not data):
-            self.left = 0
-        return data
-
-
 class Route(object):
     """One API route: a method, a path pattern with named groups, and the handler's name."""
 
@@ -3494,40 +3434,7 @@ ROUTES = [
 ]
 
 
-class APIServerMixin(object):
-    """What every listener shares: the daemon, one thread per connection, tracked connections."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def setup_api(self, daemon):
-        self.daemon = daemon
-        self.serving = False
-        self.busy = 0
-        self.connections = set()
-        self.connections_lock = threading.Lock()
-
-    def track(self, sock, active):
-        with self.connections_lock:
-            (self.connections.add if active else self.connections.discard)(sock)
-
-    def count_request(self, delta):
-        """Requests in flight (not idle keep-alive connections): shutdown waits for these."""
-        with self.connections_lock:
-            self.busy += delta
-
-    def close_connections(self):
-        """Shutdown: end idle keep-alive and streaming connections so their threads exit."""
-        with self.connections_lock:
-            for sock in list(self.connections):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-class UnixAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class UnixAPIServer(httpserver.HTTPServer):
     """The API on a unix socket (listeners.Init, unix_socket.go).
 
     The socket is bound, made unreachable (mode 000), given to root:<group> and mode 0660,
@@ -3537,8 +3444,8 @@ class UnixAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.Un
 
     def __init__(self, path, group, daemon):
         self.group = group
-        self.setup_api(daemon)
-        socketserver.UnixStreamServer.__init__(self, path, APIHandler)
+        self.daemon = daemon
+        super().__init__(socket.AF_UNIX, path, APIHandler)
 
     def server_bind(self):
         if os.path.lexists(self.server_address):
@@ -3552,9 +3459,8 @@ class UnixAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.Un
         os.chown(self.server_address, 0, socket_group_id(self.group, self.server_address))
         os.chmod(self.server_address, 0o660)
 
-    def get_request(self):
-        request, _ = self.socket.accept()
-        return request, ("unix", 0)
+    def accepted(self, sock, address):
+        return super().accepted(sock, ("unix", 0))
 
 
 def socket_group_id(name, path):
@@ -3568,20 +3474,21 @@ def socket_group_id(name, path):
         return 0
 
 
-class TCPAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """The API on tcp://host:port, with TLS when --tls or --tlsverify is given."""
+class TCPAPIServer(httpserver.HTTPServer):
+    """The API on tcp://host:port, with TLS when --tls or --tlsverify is given; the TLS
+    handshake happens in the connection's first pool thread, never in the selector."""
 
     def __init__(self, address, tls_context, daemon):
         self.tls_context = tls_context
-        self.setup_api(daemon)
-        socketserver.TCPServer.__init__(self, address, APIHandler)
+        self.daemon = daemon
+        super().__init__(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, address,
+                         APIHandler)
 
-    def get_request(self):
-        request, address = self.socket.accept()
+    def accepted(self, sock, address):
         if self.tls_context is not None:
-            request = self.tls_context.wrap_socket(request, server_side=True,
-                                                   do_handshake_on_connect=False)
-        return request, address
+            sock = self.tls_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False)
+        return super().accepted(sock, address)
 
 
 def make_tls_context(config):
@@ -3600,50 +3507,13 @@ def make_tls_context(config):
     return context
 
 
-class APIHandler(http.server.BaseHTTPRequestHandler):
-    """One connection: HTTP/1.1 keep-alive, every request routed to a handler method.
+class APIHandler(httpserver.RequestHandler):
+    """One request, routed to a handler method (the connection is drivers/httpserver's).
 
     Handlers raise errdefs errors; dispatch turns them into dockerd's JSON error bodies.
     """
 
-    protocol_version = "HTTP/1.1"
     server_version = SERVER_HEADER
-    sys_version = ""
-    timeout = None
-
-    # -- connection setup -------------------------------------------------------------------
-
-    def setup(self):
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(30)
-            try:
-                self.request.do_handshake()
-            except (ssl.SSLError, OSError) as err:
-                log.debug("TLS handshake failed: %s", err)
-                self.request.close()
-                raise
-            self.request.settimeout(None)
-        super().setup()
-        self.server.track(self.request, True)
-
-    def finish(self):
-        self.server.track(self.request, False)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def handle(self):
-        try:
-            super().handle()
-        except (ConnectionError, ssl.SSLError, socket.timeout):
-            pass
-
-    def log_message(self, fmt, *args):
-        log.debug("%s - " + fmt, self.address_string(), *args)
-
-    def address_string(self):
-        return str(self.client_address[0]) if self.client_address else "unix"
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -3694,30 +3564,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         raise NotFound("page not found")
 
     # -- request bodies ---------------------------------------------------------------------
-
-    def make_body_reader(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return ChunkedReader(self.rfile)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            return LimitedReader(self.rfile, 0)
-        return LimitedReader(self.rfile, length)
-
-    def drain_body(self):
-        """Keep-alive needs the rest of the request body read before the next request."""
-        if self.close_connection:
-            return
-        try:
-            for _ in range(64):
-                if not self.body_reader.read(1 << 20):
-                    return
-        except (errdefs.DockerError, OSError):
-            pass
-        self.close_connection = True
 
     def read_json(self):
         """The request body as JSON, or None when there is none (CheckForJSON + ReadJSON)."""
@@ -3818,18 +3664,10 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             return
         self.send_json({"message": message}, status)
 
-    def send_error(self, code, message=None, explain=None):
-        """http.server's own errors (huge headers, bad request lines) as JSON too.
-
-        A garbled request line reads as HTTP/0.9, which has no status line; answer in HTTP/1.1
-        like Go's server, so every client sees a status code.
-        """
+    def send_error(self, code, message=None):
+        """The server's own refusal of a request it has read (an unknown method) as JSON too."""
         self.close_connection = True
-        self.request_version = "HTTP/1.1"
-        try:
-            self.send_json({"message": message or self.responses.get(code, ("error",))[0]}, code)
-        except OSError:
-            pass
+        self.send_json({"message": message}, code)
 
     def start_stream(self, content_type=JSON_CONTENT_TYPE, status=200, headers=()):
         """Begin a chunked response and flush its headers at once (events, progress, logs)."""
@@ -3839,18 +3677,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
-
-    def write_chunk(self, data):
-        if data:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-
-    def end_stream(self):
-        try:
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
 
     def write_json_message(self, message, terminator=b"\r\n"):
         """One progress message: a JSON object + CRLF per chunk (jsonmessage), so bars redraw."""
@@ -3880,7 +3706,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
     def client_gone(self):
         """Whether the client closed its end: a readable socket that yields no bytes."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            readable = httpserver.readable([self.connection], 0)
             return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
         except (OSError, ValueError):
             return True
@@ -4340,7 +4166,7 @@ def proxy_streams(client, upstream, stdin, detach_keys):
     typed = b""
     try:
         while True:
-            readable, _, _ = select.select(sources, [], [])
+            readable = httpserver.readable(sources)
             if client in readable:
                 data = client.recv(65536)
                 if not data:
@@ -5063,8 +4889,11 @@ def setup_logging(config):
 
 
 def start_listeners(daemon):
-    """serveapi: one listener per -H, each serving in its own thread. If one cannot listen,
-    those already bound are closed (their unix sockets removed) before the error goes up."""
+    """serveapi: one listener per -H, each served by its own selector thread (drivers/
+    httpserver). If one cannot listen, those already bound are closed (their unix sockets
+    removed) before the error goes up. The open-files limit is raised first: the connection
+    cap of every listener is derived from it."""
+    log.debug("open files limit: %d", httpserver.raise_nofile_limit())
     servers = []
     tls_context = make_tls_context(daemon.config)
     try:

@@ -1870,16 +1870,18 @@ def failed_start(daemon, container, monitor, err):
     except (OSError, KeyError, errdefs.DockerError) as unmount_error:
         log.error("Error unmounting container %s: %s", container.id[:12], unmount_error)
     volume.unmount_volumes(daemon.volumes, container.id, container.mount_points)
+    # A typed error keeps its status (a network that does not exist is a 404, as in dockerd).
+    typed = err if isinstance(err, errdefs.DockerError) else None
     if not isinstance(err, execdriver.ExecdriverError):
         log.error("Error starting container %s: %s", container.id[:12], err)
-        err = execdriver.ExecdriverError(str(err) or err.__class__.__name__, 128)
+        err = execdriver.ExecdriverError(errdefs.go_error_text(err) or err.__class__.__name__, 128)
     record_start_failure(daemon, container, err)
     if container.host_config.get("AutoRemove"):
         try:
             remove_container(daemon, container, force=True, remove_volumes=True)
         except errdefs.DockerError as remove_error:
             log.error("can't remove container %s: %s", container.id[:12], remove_error)
-    return start_error(err)
+    return typed or start_error(err)
 
 
 def spawn_container_monitor(daemon, container, rootfs):

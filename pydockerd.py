@@ -2986,10 +2986,12 @@ def commit_paused(daemon, container, config, changes, author, comment, repo, tag
     """The commit itself, while the container's processes stand still."""
     new_config = builder.build_from_config(config or container.config, changes)
     new_config = merge_image_config(new_config, container.config)
-    image_id = commit.commit_layer(daemon.graph, container.id, container.image_id, new_config,
-                                   container.config, author=author, comment=comment,
-                                   container_id=container.id)
-    image_ref = daemon.graph.tag(image_id, repo, tag) if repo else ""
+    refs = [daemon.graph.tag_reference(repo, tag)] if repo else []
+    with daemon.graph.tagging(refs) as pending:
+        image_id = commit.commit_layer(daemon.graph, container.id, container.image_id, new_config,
+                                       container.config, author=author, comment=comment,
+                                       container_id=container.id, pending=pending)
+        image_ref = daemon.graph.tag(image_id, repo, tag) if repo else ""
     daemon.events.log("container", "commit", container.id, container.event_attributes(
         comment=comment, imageID=image_id, imageRef=image_ref))
     return image_id

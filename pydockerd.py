@@ -2043,7 +2043,10 @@ def container_exited(daemon, container, monitor):
         restart = should_restart(container) and not daemon.shutting_down
         container.restarting = restart
         daemon.netcontroller.release(container)
-        container.to_disk()
+        try:
+            container.to_disk()
+        except OSError as err:  # a full disk: the exit stands in memory, as dockerd's checkpointErr
+            log.error("container %s: failed to checkpoint container state: %s", container.id[:12], err)
         container.cond.notify_all()
     try:
         daemon.graph.unmount_rw_layer(container.id)

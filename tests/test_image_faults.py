@@ -471,30 +471,44 @@ def test_full_disk_during_commit(small_disk, fill):
 
 
 def test_full_disk_during_json_file_logging(small_disk, fill):
-    """A container that writes more than the disk holds: the monitor notes the failure, the
-    lines that did not fit are dropped (never half a record), the daemon serves on."""
+    """A container that writes more than the disk holds: the lines that do not fit are dropped
+    (never half a record) and the daemon serves on. As dockerd's copier does, the monitor logs
+    "Error writing log message" (to monitor.log) and leaves the container's state alone:
+    State.Error stays empty. Once space is back the lines are logged again, and the next run
+    of failures is logged again."""
     fill(1 * MiB)
     line = "0123456789" * 10
     small_disk.docker("run", "-d", "--name", "chatty", "busybox", "sh", "-c",
-                      "yes %s | head -n 30000; sleep 60" % line)
-    state_file = os.path.join(small_disk.exec_root, "execdriver", "native",
-                              small_disk.docker("inspect", "-f", "{{.Id}}", "chatty").stdout.decode().strip(),
-                              "state.json")
+                      "while :; do yes %s | head -n 2000; sleep 0.1; done" % line)
+    container_id = small_disk.docker("inspect", "-f", "{{.Id}}", "chatty").stdout.decode().strip()
+    state_dir = os.path.join(small_disk.exec_root, "execdriver", "native", container_id)
+    noted = 'Error writing log message: driver=json-file error="no space left on device"'
     try:
-        deadline = time.monotonic() + 30
-        while "no space left on device" not in (read(state_file) if os.path.exists(state_file) else ""):
-            assert time.monotonic() < deadline, "no full disk noted: %s" % read(state_file)
-            time.sleep(0.1)
-        assert "failed to log: no space left on device" in json.loads(read(state_file))["error"]
+        wait_for_log_notes(state_dir, noted, 1)
+        inspected = json.loads(small_disk.docker("inspect", "chatty").stdout)[0]["State"]
+        assert inspected["Running"] and inspected["Error"] == "", inspected
+        assert json.loads(read(os.path.join(state_dir, "state.json")))["error"] == ""
         assert small_disk.request("GET", "/_ping").status == 200
         logged = small_disk.docker("logs", "chatty").stdout.decode().splitlines()
-        assert 1000 < len(logged) < 30000 and set(logged) == {line}
-        small_disk.docker("rm", "-f", "chatty", "ballast")
+        assert 1000 < len(logged) and set(logged) == {line}
+        small_disk.docker("rm", "ballast")    # logging works again, until the disk is full again
+        wait_for_log_notes(state_dir, noted, 2)
+        assert len(small_disk.docker("logs", "chatty").stdout.decode().splitlines()) > len(logged) + 1000
+        small_disk.docker("rm", "-f", "chatty")
         small_disk.docker("run", "--name", "chatty", "busybox", "seq", "1", "20000")
         logged = small_disk.docker("logs", "chatty").stdout.decode().split()
         assert logged == [str(n) for n in range(1, 20001)]
     finally:
         small_disk.docker("rm", "-f", "chatty", check=False)
+
+
+def wait_for_log_notes(state_dir, noted, count):
+    """Wait until monitor.log in `state_dir` holds `count` lines `noted`."""
+    path = os.path.join(state_dir, "monitor.log")
+    deadline = time.monotonic() + 30
+    while (read(path) if os.path.exists(path) else "").count(noted) < count:
+        assert time.monotonic() < deadline, "not noted %d times: %s" % (count, read(path) if os.path.exists(path) else "")
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------

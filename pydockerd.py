@@ -932,7 +932,7 @@ def restore(daemon):
     state_root = os.path.dirname(monitor_state_dir(daemon, "-"))
     reconcile.reap_state_dirs(state_root, found, daemon.cgroups.load, lambda c, settings:
                               daemon.netcontroller.forget(c, link_children(daemon, c), settings))
-    reconcile.reap_exec_dirs(os.path.join(daemon.config.exec_root, "exec"))
+    reconcile.reap_exec_dirs(exec_state_root(daemon), found)
     roots = [restore_container(daemon, container) for container in loaded]
     daemon.volumes.restore([(c.id, c.running, c.mount_points) for c in loaded])
     reconcile.undo_creates(found.creating, Container.from_disk, daemon.graph.release_rw_layer,
@@ -1967,6 +1967,11 @@ def await_exec_resize(exec_config):
         exec_config.resized.wait(EXEC_RESIZE_WAIT)
 
 
+def exec_state_root(daemon):
+    """Where the monitors of `docker exec` processes keep their state, one directory each."""
+    return os.path.join(daemon.config.exec_root, "exec")
+
+
 def monitor_state_dir(daemon, container_id):
     """Where the container's monitor keeps its pid, state and attach socket (1.8's libcontainer
     state lived in <exec-root>/execdriver/native/<id> too)."""
@@ -2330,6 +2335,7 @@ def release_container(daemon, container, remove_volumes):
     manager, container.cgroup = container.cgroup, None
     remove_cgroups(container, manager)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
+    reconcile.remove_exec_dirs(exec_state_root(daemon), container.id)
     volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, remove_volumes)
     daemon.containers.remove(container)
     trash = os.path.join(daemon.repository, reconcile.REMOVE_PREFIX + container.id)
@@ -2731,10 +2737,11 @@ def spawn_exec(daemon, exec_config):
             raise errdefs.Conflict("Error: Exec command %s is already running" % exec_config.id)
         if not container.running or container.monitor is None:
             raise errdefs.Conflict("Container %s is not running" % container.id)
-        state_dir = os.path.join(daemon.config.exec_root, "exec", exec_config.id)
+        state_dir = os.path.join(exec_state_root(daemon), exec_config.id)
         os.makedirs(state_dir, 0o700, exist_ok=True)
         command = container_command(daemon, container, "/")
         try:
+            reconcile.record_exec_container(state_dir, container.id)
             monitor = daemon.fork_server.spawn_exec_monitor(state_dir, command, exec_config.process,
                                                             container.pid, start=False)
             join_cgroups(container, monitor)

@@ -806,9 +806,10 @@ def init_tag_store(config, daemon, registry_service):
     graph = daemon.graph
     path = os.path.join(config.root, "repositories-" + graph.driver.name)
     try:
-        daemon.tagstore = graph.tagstore = tags.TagStore(path)
+        daemon.tagstore = tags.TagStore(path)
     except (OSError, ValueError) as err:
         raise ConfigError("Couldn't create Tag store repositories-%s: %s" % (graph.driver.name, err))
+    graph.join_tag_store(daemon.tagstore)
     graph.events = daemon.events.log
     daemon.registry = registry_service
     metadata = distribution.V2MetadataService(os.path.join(graph.root, "distribution"))

@@ -156,7 +156,7 @@ class Graph(object):
     Graph(root, driver, tagstore, image_in_use, image_running, events=None, docker_version="")
       root            the daemon root; the graph lives in <root>/graph
       driver          the graph driver (drivers.graphdriver.new)
-      tagstore        drivers.tags.TagStore
+      tagstore        drivers.tags.TagStore, or None until join_tag_store(tagstore)
       image_in_use    image_in_use(image_id) -> ID of a container using the image, or None
       image_running   image_running(image_id) -> ID of a *running* container using it, or None
                       (both required: without them `docker rmi` would delete images that
@@ -197,7 +197,6 @@ class Graph(object):
                  docker_version=""):
         self.root = make_state_dir(os.path.join(root, "graph"))
         self.driver = driver
-        self.tagstore = tagstore
         self.events = events
         self._image_in_use = image_in_use
         self._image_running = image_running
@@ -205,10 +204,18 @@ class Graph(object):
         self.layers = LayerStore(os.path.join(self.root, "layerdb"), driver)
         self.store = ImageStore(os.path.join(self.root, "imagedb"), self.layers)
         self.layers.prune_unreferenced()
-        self.pending_tags = TagJournal(make_state_dir(os.path.join(self.root, "pending-tags")), tagstore)
-        self.pending_tags.recover(lambda image_id: self.store.get(image_id) is not None)
+        self.pending_tags = TagJournal(make_state_dir(os.path.join(self.root, "pending-tags")))
+        self.tagstore = None
+        if tagstore is not None:
+            self.join_tag_store(tagstore)
         # Deleting checks, then changes, several stores; one lock keeps that a single step.
         self._lock = threading.RLock()
+
+    def join_tag_store(self, tagstore):
+        """Use `tagstore` (the daemon's boot makes it after the graph), once the tag moves a
+        killed daemon left journalled are settled in it."""
+        self.pending_tags.recover(tagstore, lambda image_id: self.store.get(image_id) is not None)
+        self.tagstore = tagstore
 
     # -- events ----------------------------------------------------------------------------
 

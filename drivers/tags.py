@@ -194,7 +194,7 @@ def _make_reference(name, key):
 class TagJournal(object):
     """The pending tag moves: which references an image about to be committed will get.
 
-    TagJournal(directory, tagstore) keeps one file per move in `directory` (the graph's
+    TagJournal(directory) keeps one file per move in `directory` (the graph's
     <root>/graph/pending-tags), written atomically *before* the image is committed:
 
         {"Image": "sha256:<id>", "References": ["docker.io/library/busybox:latest",
@@ -207,12 +207,12 @@ class TagJournal(object):
 
       moving(refs)  context manager giving a PendingTags; its record(image_id) writes the file,
                     which leaving the block removes
-      recover(image_exists)   at start-up, before the daemon serves; image_exists(id) -> bool
+      recover(tagstore, image_exists)   at start-up, before the daemon serves: into
+                    `tagstore`, for images where image_exists(id) -> bool
     """
 
-    def __init__(self, directory, tagstore):
+    def __init__(self, directory):
         self.directory = directory
-        self.tagstore = tagstore
 
     @contextlib.contextmanager
     def moving(self, refs):
@@ -222,41 +222,43 @@ class TagJournal(object):
         finally:
             pending.remove()
 
-    def recover(self, image_exists):
+    def recover(self, tagstore, image_exists):
         for name in sorted(os.listdir(self.directory)):
             path = os.path.join(self.directory, name)
             if name.startswith("."):
                 log.warning("removing %s, a tag journal a killed daemon was writing", path)
-            elif not self._settle(path, image_exists):
+            elif not _settle(path, tagstore, image_exists):
                 continue    # the tag store cannot be written now: the next start tries again
             os.unlink(path)
 
-    def _settle(self, path, image_exists):
-        """Apply or drop one journal file; False when applying it failed."""
-        try:
-            with open(path, "rb") as journal_file:
-                entry = json.loads(journal_file.read().decode("utf-8"))
-            image_id = entry["Image"]
-            refs = [parse_normalized_named(text) for text in entry["References"]]
-        except (ValueError, KeyError, TypeError, InvalidParameter) as err:
-            log.warning("dropping unreadable tag journal %s: %s", path, err)
-            return True
-        texts = ", ".join(ref.familiar_string() for ref in refs)
-        if not image_exists(image_id):
-            log.warning("dropped tags %s of image %s, which a killed daemon had not committed",
-                        texts, image_id)
-            return True
-        try:
-            for ref in refs:
-                if ref.digest is None:
-                    self.tagstore.add(ref, image_id, force=True)
-                elif self.tagstore.get(ref) is None:
-                    self.tagstore.add_digest(ref, image_id)
-        except DockerError as err:
-            log.error("cannot apply tag journal %s: %s", path, err)
-            return False
-        log.warning("applied tags %s of image %s, which a killed daemon was committing", texts, image_id)
+
+
+def _settle(path, tagstore, image_exists):
+    """Apply one journal file to `tagstore`, or drop it; False when applying it failed."""
+    try:
+        with open(path, "rb") as journal_file:
+            entry = json.loads(journal_file.read().decode("utf-8"))
+        image_id = entry["Image"]
+        refs = [parse_normalized_named(text) for text in entry["References"]]
+    except (ValueError, KeyError, TypeError, InvalidParameter) as err:
+        log.warning("dropping unreadable tag journal %s: %s", path, err)
         return True
+    texts = ", ".join(ref.familiar_string() for ref in refs)
+    if not image_exists(image_id):
+        log.warning("dropped tags %s of image %s, which a killed daemon had not committed",
+                    texts, image_id)
+        return True
+    try:
+        for ref in refs:
+            if ref.digest is None:
+                tagstore.add(ref, image_id, force=True)
+            elif tagstore.get(ref) is None:
+                tagstore.add_digest(ref, image_id)
+    except DockerError as err:
+        log.error("cannot apply tag journal %s: %s", path, err)
+        return False
+    log.warning("applied tags %s of image %s, which a killed daemon was committing", texts, image_id)
+    return True
 
 
 class PendingTags(object):

@@ -347,6 +347,22 @@ def test_kill_during_operation_soak(fault_daemon, images, name):
     assert name in ("push", "save") or len(set(outcomes)) == 2, outcomes
 
 
+def test_boot_settles_a_journalled_tag_move(fault_daemon):
+    """The daemon's own boot applies a tag move a kill left journalled (its tag store is made
+    after the graph)."""
+    daemon = fault_daemon
+    busybox = daemon.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.decode().strip()
+    daemon.proc.kill()
+    daemon.proc.wait()
+    with open(os.path.join(daemon.root, "graph", "pending-tags", "journalled.json"), "w") as journal:
+        json.dump({"Image": busybox, "References": ["docker.io/library/journalled:1"]}, journal)
+    daemon.start()
+    assert "journalled:1" in image_state(daemon)[busybox]
+    assert os.listdir(os.path.join(daemon.root, "graph", "pending-tags")) == []
+    assert "applied tags journalled:1 of image %s" % busybox in daemon.log()
+    daemon.docker("rmi", "journalled:1")
+
+
 def test_boot_removes_what_a_killed_load_left(fault_daemon):
     """The 13 MB staging directory of issue 10: whatever is in <root>/tmp at boot goes, logged;
     so does a layer staged in the layer store whose driver layer was made but never recorded."""

@@ -298,7 +298,8 @@ class ArchiveLoader(object):
             config_path = safe_manifest_path(item.get("Config"), "config")
             layer_paths = [safe_manifest_path(path, "layer") for path in item.get("Layers") or []]
             raw = self.upload.read(config_path, "config")
-            self._create_tagged(raw, layer_paths, [_loaded_ref(tag) for tag in item.get("RepoTags") or []])
+            refs = [_loaded_ref(tag) for tag in item.get("RepoTags") or []]
+            image_id = self._create_tagged(raw, layer_paths, refs)
             if item.get("Parent"):
                 parent_links.append((image_id, item["Parent"]))
         self._link_parents(parent_links)

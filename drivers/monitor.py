@@ -773,10 +773,14 @@ class _Monitor(object):
                     client.close_when_flushed = True
                     self._update_client(client)
 
-    def _log(self, messages):
-        for message in messages:
+    def _log(self, items):
+        """What a copier read (logger.Lines and partial logger.Messages) to the log driver."""
+        for item in items:
             try:
-                self.log.log(message)
+                if isinstance(item, logger.Lines):
+                    self.log.log_lines(item)
+                else:
+                    self.log.log(item)
             except OSError as err:
                 # A full disk must not kill the container: note it once and drop lines.
                 if not self.log_failed:
@@ -785,6 +789,8 @@ class _Monitor(object):
                     _write_state(self.state)
 
     def _broadcast(self, stream, data):
+        if not self.clients:
+            return
         framed = struct.pack(">BxxxI", STREAM_IDS[stream], len(data)) + data
         for client in self.clients:
             if stream in client.streams:

@@ -5,9 +5,10 @@ containers died with the daemon. pydockerd gives each container, and each `docke
 small monitor process instead (design.md section 3):
 
   * it starts the process through the exec driver and owns its stdio (pipes, or the pty);
-  * it copies stdout/stderr into the log driver (drivers/logger.py) line by line; a remote
-    driver that falls behind in blocking mode makes it stop reading the output (the
-    container then blocks on its pipe) without stopping anything else it serves;
+  * it copies stdout/stderr into the log driver (drivers/logger.py), the lines of each read
+    as one run (json-file writes a run's records with one write); a remote driver that
+    falls behind in blocking mode makes it stop reading the output (the container then
+    blocks on its pipe) without stopping anything else it serves;
   * it serves attach on a unix socket: output to every attached client, stdin from them,
     pty resizes, signals, "wait for the exit";
   * it reaps the process (and any orphan: it is a child subreaper) and records the exit

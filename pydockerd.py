@@ -29,6 +29,7 @@ import copy
 import errno
 import functools
 import grp
+import http.client
 import http.server
 import ipaddress
 import json
@@ -2197,12 +2198,14 @@ def container_wait(container, condition):
 
 
 def resize_container(daemon, container, height, width):
-    """ContainerResize: the size of the container's terminal."""
+    """ContainerResize: the size of the container's terminal; without one, nothing to do
+    (containerd's shim ignores the resize of a process that has no console)."""
     with container.cond:
         monitor = container.monitor
         if not container.running or monitor is None:
             raise errdefs.Conflict("Container %s is not running" % container.id)
-    monitor.resize(height, width)
+    if container.config.get("Tty"):
+        monitor.resize(height, width)
     daemon.events.log("container", "resize", container.id, container.event_attributes(
         height=str(height), width=str(width)))
 
@@ -2708,7 +2711,8 @@ def resize_exec(exec_config, height, width):
     """ContainerExecResize: the size of the exec's terminal (the first one lets it start)."""
     if exec_config.monitor is None or not exec_config.running:
         raise errdefs.Conflict("Exec %s is not running" % exec_config.id)
-    exec_config.monitor.resize(height, width)
+    if exec_config.process.tty:  # as a container's, a resize without a tty is a no-op
+        exec_config.monitor.resize(height, width)
     exec_config.resized.set()
 
 
@@ -2992,6 +2996,8 @@ def container_files(daemon, container, name, path):
     container's through /proc/<pid>/root, where its mounts are; a stopped one's read-write
     layer, mounted meanwhile, with its volumes and binds beside it. The drivers' errors
     become dockerd's."""
+    if "\0" in path:  # no file name holds a NUL: the kernel refuses it as Go's lstat does
+        raise InvalidParameter("lstat %s: invalid argument" % path)
     running = container.running and container.pid
     root = "/proc/%d/root" % container.pid if running else daemon.graph.mount_rw_layer(container.id)
     mounts = {} if running else {destination: mount_point.source for destination, mount_point
@@ -4833,13 +4839,15 @@ def open_import_url(source):
     """fromSrc=<url>: dockerd fetches the tarball itself; a bare host gets http:// like dockerd."""
     if "://" not in source:
         source = "http://" + source
+    if re.search(r"[\x00-\x1f\x7f]", source):  # url.Parse's refusal, before any request
+        raise InvalidParameter('parse "%s": net/url: invalid control character in URL' % source)
     if urllib.parse.urlsplit(source).scheme not in ("http", "https"):
         raise InvalidParameter("unsupported import source %s: only http and https URLs" % source)
     # imported on first use: 0.4 MB and 3 ms at start that a daemon needs only for `docker import <url>`
     from urllib.request import urlopen
     try:
         return urlopen(source, timeout=60)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, http.client.HTTPException) as err:
         raise InvalidParameter("error downloading %s: %s" % (source, err))
 
 

@@ -667,8 +667,10 @@ class _Monitor(object):
             return {"error": "the process has no tty"}
         if self.stdio.stdin is None:
             return {"error": "the process's tty is closed"}
-        fcntl.ioctl(self.stdio.stdin, termios.TIOCSWINSZ,
-                    struct.pack("HHHH", int(size["height"]), int(size["width"]), 0, 0))
+        # A winsize holds 16-bit sizes: any other number wraps, as Go's uint16() does in
+        # runc's console.Resize, rather than failing here where it would end the monitor.
+        fcntl.ioctl(self.stdio.stdin, termios.TIOCSWINSZ, struct.pack(
+            "HHHH", int(size["height"]) & 0xFFFF, int(size["width"]) & 0xFFFF, 0, 0))
         return {"ok": True}
 
     # -- the loop -----------------------------------------------------------------------------

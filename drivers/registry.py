@@ -517,7 +517,7 @@ class Transport(object):
             self._connect(connection)
             connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException, UnicodeError) as err:
             connection.close()
             proxy = getattr(connection, "proxy_address", None)
             cause = _describe_network_error(err, proxy or parts.netloc, connection)
@@ -609,7 +609,7 @@ def _describe_network_error(err, netloc, connection):
         if connecting:
             return "dial tcp %s: i/o timeout" % netloc
         return "net/http: timeout awaiting response headers"
-    if isinstance(err, socket.gaierror):
+    if isinstance(err, (socket.gaierror, UnicodeError)):  # a host name IDNA cannot encode
         return "dial tcp: lookup %s: no such host" % urllib.parse.urlsplit("//" + netloc).hostname
     if isinstance(err, ssl.SSLCertVerificationError):
         return "tls: failed to verify certificate: x509: %s" % err.verify_message

@@ -9,7 +9,8 @@ import os
 import sys
 
 PROJECT_MODULES = {"pydockerd", "drivers", "conftest"}
-TEST_ONLY_MODULES = {"pytest", "msgpack"}
+# schemathesis (with hypothesis and requests, which it drives) fuzzes the API from its spec.
+TEST_ONLY_MODULES = {"pytest", "msgpack", "schemathesis", "hypothesis", "requests"}
 
 
 def python_files(paths):

@@ -1,0 +1,121 @@
+"""Fuzzing the API from its spec (issue 10, item 5), and the crashes it found as regressions.
+
+A pydockerd with busybox, in a network namespace of its own (so a fuzzed `networks/create`
+makes its bridges there, and a pull or a login reaches no registry), is driven by schemathesis
+from tests/fixtures/engine-api-v1.41.yaml over its unix socket: every operation of the spec,
+valid and schema-breaking inputs, half of them aimed at real objects (fuzz_support.py says how
+the requests are sent and judged). `make test` runs a short, derandomized slice; `make soak`
+runs many more examples with fresh randomness.
+"""
+import json
+
+import pytest
+
+from containers_support import (busybox_archive, busybox_daemon,  # noqa: F401 (fixture)
+                                remove_all_containers)
+from fuzz_support import FuzzRun
+
+# Left out, and why: none (every operation of the spec is fuzzed). Endless streams are read
+# for a second (fuzz_support.STREAM_SECONDS); swarm, plugins, secrets, configs, services,
+# nodes, tasks and /session are not served by pydockerd and answer 404 "page not found".
+EXCLUDED = ()
+
+
+def fuzz(archive, examples, budget, derandomize):
+    with busybox_daemon(archive, netns=True) as daemon:
+        run = FuzzRun(daemon, examples, budget, EXCLUDED, derandomize).run()
+        print(run.summary())
+        assert not run.failures, "%d failures (%s):\n%s" % (
+            len(run.failures), run.summary(), run.report())
+    return run
+
+
+def test_fuzz_every_operation_short_slice(busybox_archive):
+    run = fuzz(busybox_archive, examples=6, budget=60, derandomize=True)
+    assert len(run.covered) == 106
+
+
+@pytest.mark.soak
+def test_fuzz_every_operation_soak(busybox_archive):
+    run = fuzz(busybox_archive, examples=400, budget=1800, derandomize=False)
+    assert len(run.covered) == 106
+
+
+# -- the crashes the fuzzing found, one deterministic test each -------------------------------
+
+@pytest.fixture(scope="module")
+def plain_daemon(busybox_archive):
+    """A daemon with busybox (-b none) for the regression tests."""
+    with busybox_daemon(busybox_archive) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def api(plain_daemon):
+    """api(method, path, body=None): a request to /v1.41 (JSON body); containers go afterwards."""
+    def request(method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        return plain_daemon.request(method, "/v1.41" + path, body=data,
+                                    headers={"Content-Type": "application/json"})
+    yield request
+    remove_all_containers(plain_daemon)
+
+
+def running_container(api, name, tty):
+    created = api("POST", "/containers/create?name=" + name, {
+        "Image": "busybox", "Cmd": ["sleep", "100"], "Tty": tty, "OpenStdin": tty,
+        "HostConfig": {"NetworkMode": "none"}})
+    assert created.status == 201, created.body
+    assert api("POST", "/containers/%s/start" % name).status == 204
+
+
+def test_a_resize_outside_16_bits_wraps_and_the_monitor_lives_on(api):
+    """Found: `resize?h=-1&w=70000` ended the container's monitor (struct.error in it), and
+    every later resize, stop or attach answered 500 "monitor ... went away"."""
+    running_container(api, "wide", tty=True)
+    assert api("POST", "/containers/wide/resize?h=-1&w=70000").status == 200
+    assert api("POST", "/containers/wide/resize?h=24&w=80").status == 200
+    assert api("GET", "/containers/wide/json").json()["State"]["Running"]
+    stopped = api("POST", "/containers/wide/stop?t=1")
+    assert stopped.status == 204, stopped.body
+
+
+def test_a_resize_without_a_tty_is_a_no_op(api):
+    """Found: a resize of a container without a tty answered 500 "the process has no tty";
+    containerd's shim ignores it, so dockerd answers 200 (and so for an exec)."""
+    running_container(api, "notty", tty=False)
+    resized = api("POST", "/containers/notty/resize?h=5336038&w=-39167956")
+    assert resized.status == 200, resized.body
+    made = api("POST", "/containers/notty/exec", {"Cmd": ["sleep", "5"]})
+    exec_id = made.json()["Id"]
+    assert api("POST", "/exec/%s/start" % exec_id, {"Detach": True}).status == 200
+    resized = api("POST", "/exec/%s/resize?h=10&w=10" % exec_id)
+    assert resized.status == 200, resized.body
+
+
+def test_an_archive_path_with_a_nul_byte_is_a_bad_parameter(api):
+    """Found: `PUT archive?path=/tmp%00x` answered 500 "embedded null byte" (and GET, HEAD)."""
+    running_container(api, "nul", tty=False)
+    for method in ("HEAD", "GET", "PUT"):
+        answer = api(method, "/containers/nul/archive?path=/tmp%00x")
+        assert answer.status == 400, (method, answer.status, answer.body)
+    assert api("GET", "/containers/nul/archive?path=/tmp%00x").json() == {
+        "message": "lstat /tmp\x00x: invalid argument"}
+
+
+def test_an_import_url_with_a_control_character_is_refused_as_url_parse_does(api):
+    """Found: `images/create?fromSrc=%27%0E` answered 500 with http.client's "URL can't
+    contain control characters"."""
+    answer = api("POST", "/images/create?fromSrc=%27%0E")
+    assert answer.status == 400, answer.body
+    assert answer.json() == {
+        "message": "parse \"http://'\x0e\": net/url: invalid control character in URL"}
+
+
+def test_a_login_to_a_host_name_idna_cannot_encode_is_a_failed_lookup(api):
+    """Found: `/auth` with serveraddress "\\x93ExQi" answered "encoding with 'idna' codec
+    failed"; Go's resolver finds no such host (and no lookup leaves the machine)."""
+    answer = api("POST", "/auth", {"username": "u", "password": "p",
+                                   "serveraddress": "\x93ExQi"})
+    assert answer.status == 500, answer.body  # a registry that cannot be reached, as dockerd
+    assert answer.json()["message"].endswith(": no such host"), answer.body

@@ -4835,18 +4835,26 @@ def pull_reference(image, tag):
     return ref
 
 
+URL_RESERVED = ":/?#[]@!$&'()*+,;=~"  # RFC 3986's reserved characters, and `~`
+
+
 def open_import_url(source):
     """fromSrc=<url>: dockerd fetches the tarball itself; a bare host gets http:// like dockerd."""
     if "://" not in source:
         source = "http://" + source
     if re.search(r"[\x00-\x1f\x7f]", source):  # url.Parse's refusal, before any request
         raise InvalidParameter('parse "%s": net/url: invalid control character in URL' % source)
+    # What is left outside ASCII goes escaped, as Go's URL.String() sends it.
+    source = urllib.parse.quote(source, safe=URL_RESERVED + "%")
     if urllib.parse.urlsplit(source).scheme not in ("http", "https"):
         raise InvalidParameter("unsupported import source %s: only http and https URLs" % source)
     # imported on first use: 0.4 MB and 3 ms at start that a daemon needs only for `docker import <url>`
     from urllib.request import urlopen
     try:
         return urlopen(source, timeout=60)
+    except UnicodeError:  # a host name that has no ASCII form (IDNA, or its Host header)
+        raise InvalidParameter("error downloading %s: dial tcp: lookup %s: no such host"
+                               % (source, urllib.parse.unquote(urllib.parse.urlsplit(source).netloc)))
     except (OSError, ValueError, http.client.HTTPException) as err:
         raise InvalidParameter("error downloading %s: %s" % (source, err))
 

@@ -76,6 +76,9 @@ PYTHON_ERROR_TEXT = re.compile(
     r"list index out of range|unexpected keyword argument|positional argument|"
     r"(Key|Type|Value|Attribute|Index|Unicode\w*|Overflow|Recursion|ZeroDivision)Error\b")
 
+# Asked after every batch: what every client lists must survive whatever was stored.
+LISTINGS = ("/containers/json?all=1", "/images/json", "/volumes", "/networks")
+
 LOG_RECORD = re.compile(r"^(ERRO|WARN|INFO|DEBU|FATA)\[")
 CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 RAW_PRINTOUTS = ("Exception in thread", "Exception occurred during processing of request")
@@ -392,7 +395,8 @@ class FuzzRun(object):
             self.failures.append(Failure(key, 500, ["a 500 without a logged traceback"], None))
 
     def after_batch(self, operation):
-        """/_ping answers after every operation's batch, and the daemon still runs."""
+        """/_ping answers after every operation's batch, and the daemon still runs; what the
+        batch stored does not break the listings (one bad container must not fail `ps`)."""
         key = (operation.method.upper(), operation.path)
         try:
             alive = self.daemon.proc.poll() is None and \
@@ -404,6 +408,12 @@ class FuzzRun(object):
                                          self.adapter.last))
             raise AssertionError("the daemon stopped answering after %s %s:\n%s" % (
                 key + (self.daemon.log()[-3000:],)))
+        for listing in LISTINGS:
+            answer = self.daemon.request("GET", "/v1.41" + listing, timeout=30)
+            if answer.status != 200:
+                self.failures.append(Failure(key, answer.status, [
+                    "after the batch GET %s answered %d %r" % (listing, answer.status,
+                                                                answer.body[:200])], None))
 
     def report(self):
         """The failures, one example of each kind (with how many there were)."""

@@ -112,6 +112,14 @@ def test_an_import_url_with_a_control_character_is_refused_as_url_parse_does(api
         "message": "parse \"http://'\x0e\": net/url: invalid control character in URL"}
 
 
+def test_an_import_url_outside_ascii_is_escaped_and_its_host_not_found(api):
+    """Found: `fromSrc=;\x9a\xb0\U000f6aad` answered "'latin-1' codec can't encode"."""
+    answer = api("POST", "/images/create?fromSrc=%3B%C2%9A%C2%B0%F3%B6%AA%AD")
+    assert answer.status == 400, answer.body
+    assert answer.json() == {"message": "error downloading http://;%C2%9A%C2%B0%F3%B6%AA%AD: "
+                                        "dial tcp: lookup ;\x9a\xb0\U000f6aad: no such host"}
+
+
 def test_a_login_to_a_host_name_idna_cannot_encode_is_a_failed_lookup(api):
     """Found: `/auth` with serveraddress "\\x93ExQi" answered "encoding with 'idna' codec
     failed"; Go's resolver finds no such host (and no lookup leaves the machine)."""

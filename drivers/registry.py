@@ -372,6 +372,7 @@ class RegistryService(object):
         server may hand out (Docker Hub's web logins); plain registries give none.
         """
         auth_config = normalize_auth_config(auth_config)
+        parse_server_address(auth_config.get("serveraddress") or INDEX_SERVER)
         hostname = convert_to_hostname(auth_config.get("serveraddress") or INDEX_SERVER)
         last_error = None
         for endpoint in self.lookup_push_endpoints(hostname):
@@ -512,7 +513,10 @@ class Transport(object):
 
     def _round_trip(self, method, url, headers, body):
         parts = urllib.parse.urlsplit(url)
-        connection, target = self._connection_for(parts)
+        try:
+            connection, target = self._connection_for(parts)
+        except (ValueError, http.client.InvalidURL):  # urlsplit's bad port, http.client's bad host
+            raise RequestError(method, url, url_host_error(parts.netloc) or "invalid URL") from None
         try:
             self._connect(connection)
             connection.request(method, target, body=body, headers=headers)
@@ -623,6 +627,27 @@ def _describe_network_error(err, netloc, connection):
     if isinstance(err, OSError) and err.strerror:
         return "%s tcp %s: %s" % ("dial" if connecting else "read", netloc, err.strerror.lower())
     return str(err) or type(err).__name__
+
+
+def url_host_error(netloc):
+    """url.Parse's words for a host it refuses (and http.client too), else None."""
+    if re.search(r"[\x00-\x1f\x7f]", netloc):
+        return "net/url: invalid control character in URL"
+    if " " in netloc:
+        return 'invalid character " " in host name'
+    port = re.search(r":([^:\]]+)$", netloc.rpartition("@")[2])  # not inside [an:ip:v6]
+    if port and not port.group(1).isdigit():
+        return "invalid port %s after host" % json.dumps(port.group())
+    return None
+
+
+def parse_server_address(address):
+    """Auth's url.Parse of a login's server address (https:// unless it names a scheme)."""
+    url = address if address.startswith(("https://", "http://")) else "https://" + address
+    problem = url_host_error(urllib.parse.urlsplit(url).netloc)
+    if problem:
+        raise errdefs.InvalidParameter('unable to parse server address: parse "%s": %s'
+                                       % (url, problem))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -127,3 +127,15 @@ def test_a_login_to_a_host_name_idna_cannot_encode_is_a_failed_lookup(api):
                                    "serveraddress": "\x93ExQi"})
     assert answer.status == 500, answer.body  # a registry that cannot be reached, as dockerd
     assert answer.json()["message"].endswith(": no such host"), answer.body
+
+
+def test_a_login_server_address_url_parse_refuses_is_a_bad_parameter(api):
+    """Found: `/auth` with a space or a control character in serveraddress answered 500 with
+    http.client's "URL can't contain control characters"; dockerd's Auth parses it first."""
+    for address, problem in (("a b", 'invalid character " " in host name'),
+                             ("a\x01b", "net/url: invalid control character in URL"),
+                             ("host:xx", 'invalid port ":xx" after host')):
+        answer = api("POST", "/auth", {"username": "u", "password": "p", "serveraddress": address})
+        assert answer.status == 400, answer.body
+        assert answer.json() == {"message": 'unable to parse server address: parse "https://%s": %s'
+                                            % (address, problem)}

@@ -2130,13 +2130,15 @@ def wait_stopped(container, timeout):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            container.cond.wait(left)
+            # a wait of centuries is a wait the OS cannot express: take it in pieces
+            container.cond.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
     return True
 
 
 def stop_container(daemon, container, timeout=10):
-    """daemon.containerStop: the stop signal, `timeout` seconds of grace, then SIGKILL. A
-    container waiting to restart is stopped by cancelling the restart."""
+    """daemon.containerStop: the stop signal, `timeout` seconds of grace (a negative one:
+    as long as it takes), then SIGKILL. A container waiting to restart is stopped by
+    cancelling the restart."""
     if not (container.running or container.restarting):
         raise errdefs.NotModified("container already stopped")
     container.manually_stopped = True
@@ -2145,7 +2147,7 @@ def stop_container(daemon, container, timeout=10):
         kill_with_signal(daemon, container, stop_signal)
     except errdefs.Conflict:
         pass  # it exited meanwhile
-    if not wait_stopped(container, timeout):
+    if not wait_stopped(container, timeout if timeout >= 0 else None):
         log.info("Container %s failed to exit within %d seconds of signal %d - using the force",
                  container.id[:12], timeout, stop_signal)
         try:

@@ -11,16 +11,19 @@ the daemon's unix socket with the stdlib's http.client. Streams that never end b
 STREAM_SECONDS and then the connection is closed, so every operation of the spec can be
 fuzzed in bounded time.
 
-Targets: a path parameter drawn from the spec names nothing (a 404 path), so half the cases
-name a real object instead -- the running container `fuzzbox`, an exec of it, the image tag
-`fuzzimg:latest`, the volume `fuzzvol`, the network `fuzznet` -- and half of the container
-creates use the image busybox; `FuzzTargets.ensure` puts back whatever a case removed.
+Targets: a path parameter drawn from the spec names nothing (a 404 path), so two thirds of
+the cases name a real object instead -- the running container `fuzzbox` or the stopped
+`fuzzstopped`, an exec, the image tag `fuzzimg:latest`, the volume `fuzzvol`, the network
+`fuzznet` -- and their container creates use the image busybox; `FuzzTargets.ensure` puts
+back whatever a case removed, stopped or paused.
 
 Verdict, per answer (`problems`): no 5xx except the allow-list (`ALLOWED_5XX`: where dockerd
-answers 5xx too and the spec documents it); every error body is JSON {"message": str} with no
-Python exception text in it. Per operation (`batch_problems`): /_ping answers afterwards, and
-the daemon log grew no traceback that is not logged as such (socketserver's or threading's raw
-printouts), and no 500 went out without a logged traceback.
+answers 5xx too, with the same message, and the spec documents it); every error body is JSON
+{"message": str} with no Python exception text in it. Per operation (`FuzzRun.fuzz`,
+`after_batch`): the daemon log grew no traceback that is not logged as such (socketserver's or
+threading's raw printouts), no 500 outside the allow-list went out without a logged
+traceback, /_ping answers afterwards, and the listings (`ps -a`, images, volumes, networks)
+still answer 200.
 """
 import collections
 import contextlib
@@ -197,11 +200,18 @@ def tar_body(_context, value):
 
 # -- the objects real path parameters name ---------------------------------------------------
 
-class FuzzTargets(object):
-    """The objects half the cases name, recreated when a case removed or changed them. The
-    container has a tty, so that a resize reaches its monitor."""
+# What a case's path parameters name: what the spec generated (mostly nothing there), or the
+# running or the stopped target container (and the other targets of its kind).
+TARGETS = ("generated", "running", "stopped")
 
-    CONTAINER = "fuzzbox"
+class FuzzTargets(object):
+    """The objects two thirds of the cases name, put back when a case removed or changed them:
+    a running container with a tty (so that a resize reaches its monitor) and a stopped one
+    (whose files are reached through its mounted layer), an image tag, a volume, a network,
+    and an exec of the running container."""
+
+    RUNNING = "fuzzbox"
+    STOPPED = "fuzzstopped"
     IMAGE = "fuzzimg:latest"
     VOLUME = "fuzzvol"
     NETWORK = "fuzznet"
@@ -219,19 +229,8 @@ class FuzzTargets(object):
         return self.daemon.request(method, "/v1.41" + path, body=data, headers=headers, timeout=30)
 
     def ensure(self):
-        """The container runs (unpaused), the image tag, volume, network and an exec exist."""
-        container = self.request("GET", "/containers/%s/json" % self.CONTAINER)
-        if container.status == 404:
-            self.request("POST", "/containers/create?name=" + self.CONTAINER, {
-                "Image": "busybox", "Cmd": self.COMMAND, "Tty": True, "OpenStdin": True,
-                "HostConfig": {"NetworkMode": "none"}})
-            state = {}
-        else:
-            state = container.json()["State"]
-        if state.get("Paused"):
-            self.request("POST", "/containers/%s/unpause" % self.CONTAINER)
-        if not state.get("Running"):
-            self.request("POST", "/containers/%s/start" % self.CONTAINER)
+        self.ensure_container(self.RUNNING, running=True)
+        self.ensure_container(self.STOPPED, running=False)
         if self.request("GET", "/images/%s/json" % self.IMAGE).status == 404:
             self.request("POST", "/images/busybox/tag?repo=fuzzimg&tag=latest")
         if self.request("GET", "/volumes/" + self.VOLUME).status == 404:
@@ -239,28 +238,41 @@ class FuzzTargets(object):
         if self.request("GET", "/networks/" + self.NETWORK).status == 404:
             self.request("POST", "/networks/create", {"Name": self.NETWORK, "Driver": "bridge"})
         if self.exec_id is None or self.request("GET", "/exec/%s/json" % self.exec_id).status == 404:
-            made = self.request("POST", "/containers/%s/exec" % self.CONTAINER, {"Cmd": ["true"]})
+            made = self.request("POST", "/containers/%s/exec" % self.RUNNING, {"Cmd": ["true"]})
             self.exec_id = made.json().get("Id") if made.status == 201 else None
 
-    def path_value(self, path, name):
-        """The real object a path parameter may name, by the operation's path."""
-        if path.startswith("/exec/"):
-            return self.exec_id
-        return {"/containers": self.CONTAINER, "/images": self.IMAGE, "/volumes": self.VOLUME,
-                "/networks": self.NETWORK, "/distribution": self.IMAGE}.get(
-                    "/" + path.split("/")[1])
+    def ensure_container(self, name, running):
+        """The container exists (under its name), unpaused, running or not as asked."""
+        container = self.request("GET", "/containers/%s/json" % name)
+        if container.status == 404:
+            self.request("POST", "/containers/create?name=" + name, {
+                "Image": "busybox", "Cmd": self.COMMAND, "Tty": True, "OpenStdin": True,
+                "HostConfig": {"NetworkMode": "none"}})
+            state = {}
+        else:
+            state = container.json()["State"]
+        if state.get("Paused"):
+            self.request("POST", "/containers/%s/unpause" % name)
+        if running and not state.get("Running"):
+            self.request("POST", "/containers/%s/start" % name)
+        elif state.get("Running") and not running:
+            self.request("POST", "/containers/%s/kill" % name)
 
-    def aim(self, case):
-        """Point the case at real objects: path parameters, and busybox for a container create."""
+    def aim(self, case, target):
+        """Point the case at real objects (`target`: "running" or "stopped", the container
+        it names): path parameters, busybox for a container create, commit's container."""
         operation = case.operation
+        container = self.RUNNING if target == "running" else self.STOPPED
+        value = self.exec_id if operation.path.startswith("/exec/") else {
+            "containers": container, "images": self.IMAGE, "volumes": self.VOLUME,
+            "networks": self.NETWORK, "distribution": self.IMAGE}.get(operation.path.split("/")[1])
         for parameter in operation.path_parameters:
-            value = self.path_value(operation.path, parameter.name)
             if value and isinstance(case.path_parameters, dict):
                 case.path_parameters[parameter.name] = value
         if operation.path == "/containers/create" and isinstance(case.body, dict):
             case.body["Image"] = "busybox"
         if operation.path == "/commit" and isinstance(case.query, dict):
-            case.query["container"] = self.CONTAINER
+            case.query["container"] = container
 
 
 # -- the verdicts ----------------------------------------------------------------------------
@@ -363,7 +375,7 @@ class FuzzRun(object):
         key = (operation.method.upper(), operation.path)
         strategy = st.tuples(st.one_of(operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
                                        operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)),
-                             st.booleans())
+                             st.sampled_from(TARGETS))
         log_before = len(self.daemon.log())
         unexpected_500s = []
 
@@ -373,12 +385,12 @@ class FuzzRun(object):
                              verbosity=hypothesis.Verbosity.quiet, print_blob=False)
         @hypothesis.given(drawn=strategy)
         def one(drawn):
-            case, real = drawn
+            case, target = drawn
             if time.monotonic() > deadline:
                 return
-            if real:
+            if target != "generated":
                 self.targets.ensure()
-                self.targets.aim(case)
+                self.targets.aim(case, target)
             try:
                 response = case.call(base_url=BASE_URL, session=self.session)
             except requests.exceptions.ConnectionError as err:

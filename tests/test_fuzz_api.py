@@ -139,3 +139,30 @@ def test_a_login_server_address_url_parse_refuses_is_a_bad_parameter(api):
         assert answer.status == 400, answer.body
         assert answer.json() == {"message": 'unable to parse server address: parse "https://%s": %s'
                                             % (address, problem)}
+
+
+def graceful_container(api, name):
+    """A running container whose shell exits at SIGTERM (as pid 1 it ignores it otherwise)."""
+    created = api("POST", "/containers/create?name=" + name, {
+        "Image": "busybox", "Cmd": ["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"],
+        "HostConfig": {"NetworkMode": "none"}})
+    assert created.status == 201, created.body
+    assert api("POST", "/containers/%s/start" % name).status == 204
+
+
+def test_a_stop_timeout_of_centuries_still_waits_for_the_stop_signal(api):
+    """Found: `restart?t=91675218122` answered 500 "timestamp out of range for platform
+    time_t" (a Condition.wait longer than the OS can wait)."""
+    graceful_container(api, "ages")
+    answer = api("POST", "/containers/ages/restart?t=91675218122")
+    assert answer.status == 204, answer.body
+    assert api("POST", "/containers/ages/stop?t=91675218122").status == 204
+    assert api("GET", "/containers/ages/json").json()["State"]["ExitCode"] == 3  # not killed
+
+
+def test_a_negative_stop_timeout_waits_for_a_graceful_exit(api):
+    """dockerd's ContainerStop: a negative timeout waits as long as the exit takes (pydockerd
+    used to kill at once)."""
+    graceful_container(api, "patient")
+    assert api("POST", "/containers/patient/stop?t=-1").status == 204
+    assert api("GET", "/containers/patient/json").json()["State"]["ExitCode"] == 3

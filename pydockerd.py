@@ -2949,6 +2949,8 @@ def container_top(daemon, name, ps_args):
     container = daemon.containers.get(name)
     pids = running_cgroup(daemon, container, "top").pids()
     args = (ps_args or "-ef").split(" ")
+    if "\0" in ps_args:  # no argv holds a NUL: exec refuses it, as Go's fork/exec does
+        raise errdefs.System("ps: fork/exec ps: invalid argument")
     # `-q <pids>` lets ps skip the others; some options (f) refuse it, so retry without.
     for command in (["ps"] + args + ["-q", ",".join(map(str, pids))], ["ps"] + args):
         ps = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -166,3 +166,11 @@ def test_a_negative_stop_timeout_waits_for_a_graceful_exit(api):
     graceful_container(api, "patient")
     assert api("POST", "/containers/patient/stop?t=-1").status == 204
     assert api("GET", "/containers/patient/json").json()["State"]["ExitCode"] == 3
+
+
+def test_ps_args_with_a_nul_byte_fail_as_ps_does(api):
+    """Found: `top?ps_args=@ie%00...` answered "embedded null byte"; dockerd's exec of ps
+    fails with "invalid argument" (a 500, as every ps failure)."""
+    running_container(api, "topnul", tty=False)
+    answer = api("GET", "/containers/topnul/top?ps_args=%40ie%00x")
+    assert (answer.status, answer.json()) == (500, {"message": "ps: fork/exec ps: invalid argument"})

@@ -3007,7 +3007,8 @@ def container_files(daemon, container, name, path):
     mounts = {} if running else {destination: mount_point.source for destination, mount_point
                                  in container.mount_points.items() if mount_point.source}
     try:
-        yield containerarchive.ContainerFS(root, mounts)
+        kernel_mounts = linux.kernel_mount_points(container.pid) if running else ()
+        yield containerarchive.ContainerFS(root, mounts, kernel_mounts)
     except FileNotFoundError:
         raise NotFound("Could not find the file %s in container %s" % (path, name)) from None
     except NotADirectoryError:

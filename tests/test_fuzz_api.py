@@ -7,7 +7,9 @@ valid and schema-breaking inputs, half of them aimed at real objects (fuzz_suppo
 the requests are sent and judged). `make test` runs a short, derandomized slice; `make soak`
 runs many more examples with fresh randomness.
 """
+import io
 import json
+import tarfile
 
 import pytest
 
@@ -174,3 +176,15 @@ def test_ps_args_with_a_nul_byte_fail_as_ps_does(api):
     running_container(api, "topnul", tty=False)
     answer = api("GET", "/containers/topnul/top?ps_args=%40ie%00x")
     assert (answer.status, answer.json()) == (500, {"message": "ps: fork/exec ps: invalid argument"})
+
+
+def test_the_archive_of_a_running_container_root_holds_proc_and_sys_empty(api, plain_daemon):
+    """Found: `GET archive?path=` (the root) of a running container broke off mid-stream with
+    ": Permission denied": the walk went into the container's /proc and /sys. dockerd reads
+    the rootfs, where they are empty mount points."""
+    running_container(api, "whole", tty=False)
+    answer = plain_daemon.request("GET", "/v1.41/containers/whole/archive?path=/", timeout=60)
+    assert answer.status == 200
+    names = tarfile.open(fileobj=io.BytesIO(answer.body)).getnames()
+    assert {"proc", "sys", "bin/busybox", "etc/hostname"} <= set(names)
+    assert not [name for name in names if name.startswith(("proc/", "sys/"))]

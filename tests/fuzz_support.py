@@ -21,9 +21,9 @@ Verdict, per answer (`problems`): no 5xx except the allow-list (`ALLOWED_5XX`: w
 answers 5xx too, with the same message, and the spec documents it); every error body is JSON
 {"message": str} with no Python exception text in it. Per operation (`FuzzRun.fuzz`,
 `after_batch`): the daemon log grew no traceback that is not logged as such (socketserver's or
-threading's raw printouts), no 500 outside the allow-list went out without a logged
-traceback, /_ping answers afterwards, and the listings (`ps -a`, images, volumes, networks)
-still answer 200.
+threading's raw printouts), no answer broke off after it had started, no 500 outside the
+allow-list went out without a logged traceback; /_ping answers afterwards, and the listings
+(`ps -a`, images, volumes, networks) still answer 200.
 """
 import collections
 import contextlib
@@ -90,6 +90,7 @@ LISTINGS = ("/containers/json?all=1", "/images/json", "/volumes", "/networks")
 
 LOG_RECORD = re.compile(r"^(ERRO|WARN|INFO|DEBU|FATA)\[")
 CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+BROKEN_OFF = "error after the response started"
 RAW_PRINTOUTS = ("Exception in thread", "Exception occurred during processing of request")
 
 
@@ -301,9 +302,11 @@ def error_message(response):
 
 
 def unlogged_tracebacks(log_text):
-    """Tracebacks in the daemon log that no log record introduces (raw printouts)."""
+    """Tracebacks in the daemon log that no log record introduces (raw printouts), and
+    answers that broke off after they had started (their client got a truncated stream)."""
     lines = log_text.splitlines()
-    found = [line for line in lines if line.startswith(RAW_PRINTOUTS)]
+    found = [line[:300] for line in lines
+             if line.startswith(RAW_PRINTOUTS) or BROKEN_OFF in line]
     for index, line in enumerate(lines):
         if not line.startswith("Traceback (most recent call last)"):
             continue

@@ -353,6 +353,7 @@ class FuzzRun(object):
         self.failures = []
         self.tried = collections.Counter()  # operation -> requests answered
         self.statuses = collections.Counter()
+        self.allowed = collections.Counter()  # (method, path, status) -> allowed 5xx answers
         self.covered = []
         self.unsendable = 0
 
@@ -404,9 +405,11 @@ class FuzzRun(object):
                 return
             self.tried[key] += 1
             self.statuses[response.status_code // 100] += 1
-            if response.status_code == 500 and \
-                    not allowed_5xx(operation, 500, error_message(response)):
-                unexpected_500s.append(case)
+            if response.status_code >= 500:
+                if allowed_5xx(operation, response.status_code, error_message(response)):
+                    self.allowed[key + (response.status_code,)] += 1
+                elif response.status_code == 500:
+                    unexpected_500s.append(case)
             found = problems(operation, response)
             if found:
                 self.failures.append(Failure(key, response.status_code, found, self.adapter.last))
@@ -449,6 +452,8 @@ class FuzzRun(object):
         return "\n".join("%dx %s" % (len(same), same[0]) for same in kinds.values())
 
     def summary(self):
-        return "%d requests over %d operations (%s)" % (
+        return "%d requests over %d operations (%s; allowed 5xx: %s)" % (
             sum(self.tried.values()), len(self.covered),
-            ", ".join("%dxx: %d" % item for item in sorted(self.statuses.items())))
+            ", ".join("%dxx: %d" % item for item in sorted(self.statuses.items())),
+            ", ".join("%s %s %d x%d" % (key + (count,)) for key, count in sorted(self.allowed.items()))
+            or "none")

@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY39 ?= $(shell for p in python3.9 /root/.pyenv/versions/3.9*/bin/python3; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null && echo $$p && break; done)
 
-.PHONY: test soak lint bench
+.PHONY: test soak lint bench apitypes
 
 test: lint
 	$(PYTHON) -m pytest -q -p no:cacheprovider -m "not soak" tests
@@ -24,3 +24,7 @@ lint:
 # measures a reference daemon (dockerd 20.10) side by side in the same run.
 bench:
 	$(PYTHON) tests/bench.py
+
+# drivers/apitypes.py, the request types the daemon checks, from the Engine API spec (needs PyYAML).
+apitypes:
+	$(PYTHON) tests/gen_apitypes.py drivers/apitypes.py

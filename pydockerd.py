@@ -19,18 +19,17 @@ registry and distribution (pull and push), execdriver (the container process), m
 process that owns a running container), logger (the log drivers), network (the network
 controller), volume (the local volume driver and a container's mount points), cgroups and
 stats (limits and the stats collector), dockerfile, buildcontext, builder and commit
-(`docker build` and `docker commit`), and containerarchive (`docker cp`).
+(`docker build` and `docker commit`), containerarchive (`docker cp`) and top (`docker top`).
 """
 import argparse
+import contextlib
 import base64
 import bisect
-import contextlib
 import copy
 import errno
 import functools
 import grp
 import http.client
-import http.server
 import ipaddress
 import json
 import logging
@@ -39,15 +38,12 @@ import platform
 import queue
 import re
 import secrets
-import select
 import shutil
 import signal
 import socket
-import socketserver
 import sqlite3
 import ssl
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -56,10 +52,10 @@ import traceback
 import urllib.parse
 
 from drivers import (archive, builder, cgroups, commit, containerarchive, distribution, errdefs,
-                     execdriver, graph as graph_store, graphdriver, health, ioutils, iptables,
-                     jsontypes, linux, links, logger, monitor as monitor_module, netlink,
-                     network as libnetwork, portmapper, reference, registry, resolver, runconfig,
-                     seccomp, stats as stats_module, tags, trust, volume)
+                     execdriver, graph as graph_store, graphdriver, health, httpserver, ioutils,
+                     iptables, jsontypes, linux, links, logger, monitor as monitor_module, netlink,
+                     network as libnetwork, portmapper, reconcile, reference, registry, resolver,
+                     runconfig, seccomp, stats as stats_module, tags, top, trust, volume)
 from drivers.errdefs import InvalidParameter, NotFound
 
 VERSION = "0.1.0"
@@ -646,9 +642,14 @@ def setup_tmp_dir(config):
 
     Uploads (import, load, build contexts) spill to temporary files; keeping them on the same
     filesystem as the graph lets a finished layer be renamed into place instead of copied.
+    Whatever is in <root>/tmp at boot was left by a daemon killed mid-operation (a load's
+    staging directory, a pull's downloads): it is removed, and logged. A $DOCKER_TMPDIR is
+    the user's, and left alone (prepareTempDir).
     """
     tmp = os.environ.get("DOCKER_TMPDIR") or os.path.join(config.root, "tmp")
     try:
+        if not os.environ.get("DOCKER_TMPDIR"):
+            remove_leftover_temp_files(tmp)
         os.makedirs(tmp, 0o700, exist_ok=True)
         real_tmp = os.path.realpath(tmp)
     except OSError as err:
@@ -656,6 +657,25 @@ def setup_tmp_dir(config):
     os.environ["TMPDIR"] = real_tmp
     import tempfile
     tempfile.tempdir = real_tmp
+
+
+def remove_leftover_temp_files(tmp):
+    """Empty the daemon's own temporary directory at boot, saying what goes. An entry with a
+    mount below it is kept: rmtree would reach through the mount."""
+    if not os.path.isdir(tmp):
+        return
+    with open("/proc/self/mountinfo") as mountinfo:
+        mounts = [linux.unescape_mount_path(line.split()[4]) for line in mountinfo]
+    for name in sorted(os.listdir(tmp)):
+        path = os.path.join(os.path.realpath(tmp), name)
+        if any(mount == path or mount.startswith(path + "/") for mount in mounts):
+            log.warning("keeping %s, left by an interrupted operation: something is mounted there", path)
+            continue
+        log.warning("removing %s, left by an interrupted operation", path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 @boot_step
@@ -895,31 +915,34 @@ def init_stats_collector():
 
 @boot_step
 def restore(daemon):
-    """daemon.restore: load every container, re-adopt the running ones, apply restart policies.
-
-    A container directory whose config cannot be read is reported and skipped, so one
-    corrupt file never stops the daemon from serving the rest.
-    """
-    loaded = []
-    for name in sorted(os.listdir(daemon.repository)):
-        try:
-            container = Container.from_disk(os.path.join(daemon.repository, name))
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            log.error("Failed to load container %s: %s", name, err)
-            continue
-        if daemon.containers.names.get(container.name) is None:
-            daemon.containers.names.set(container.name, container.id)
+    """daemon.restore: load every container, repair what a crash left (drivers/reconcile.py
+    says what and how, step by step), re-adopt the running ones, finish removals, apply
+    restart policies."""
+    found = reconcile.scan_repository(daemon.repository, Container.from_disk)
+    loaded = found.containers
+    for container in loaded:
         if container.network_settings is None:
             container.network_settings = migrate_network_settings(daemon, container)
         if container.mount_points is None:
             container.mount_points = migrate_mount_points(container)
         daemon.containers.add(container)
-        loaded.append(container)
-    for container in loaded:
-        restore_container(daemon, container)
+    reconcile.reconcile_names(daemon.linkgraph, found)
+    state_root = os.path.dirname(monitor_state_dir(daemon, "-"))
+    reconcile.reap_state_dirs(state_root, found, daemon.cgroups.load, lambda c, settings:
+                              daemon.netcontroller.forget(c, link_children(daemon, c), settings))
+    reconcile.reap_exec_dirs(os.path.join(daemon.config.exec_root, "exec"))
+    roots = [restore_container(daemon, container) for container in loaded]
     daemon.volumes.restore([(c.id, c.running, c.mount_points) for c in loaded])
+    reconcile.undo_creates(found.creating, Container.from_disk, daemon.graph.release_rw_layer,
+                           lambda c: volume.remove_mount_points(daemon.volumes, c.id,
+                                                                c.mount_points, True))
+    reconcile.unmount_strays(daemon.driver.home, [root for root in roots if root], state_root, found)
     for container in loaded:
-        if container.host_config.get("AutoRemove") and container.has_been_started \
+        if container.removing:
+            log.warning("Finishing the removal of container %s", container.id[:12])
+            with contextlib.suppress(errdefs.DockerError):  # logged; removed again by hand
+                finish_removal(daemon, container)
+        elif container.host_config.get("AutoRemove") and container.has_been_started \
                 and not container.running:
             remove_container(daemon, container, force=True, remove_volumes=True)
         else:
@@ -1160,6 +1183,17 @@ class LinkGraph(object):
                                      (parent_id, alias))
             return cursor.rowcount > 0
 
+    def names(self):
+        """Every (name, entity) pair: the names containers hold ("/web")."""
+        with self.lock:
+            return [("/" + name, entity) for name, entity in self.db.execute(
+                "SELECT name, entity_id FROM edge WHERE parent_id = '0'").fetchall()]
+
+    def entities(self):
+        """Every entity but the root: the containers that hold a name or a link."""
+        with self.lock:
+            return [row[0] for row in self.db.execute("SELECT id FROM entity WHERE id != '0'")]
+
     def purge(self, entity_id):
         """Purge: remove an entity and every edge to or from it (a removed container)."""
         with self.lock:
@@ -1236,6 +1270,7 @@ class Container(object):
         self.paused = False       # frozen by `docker pause` (its cgroup's freezer) while running
         self.restarting = False
         self.removing = False
+        self.remove_volumes = False  # while removing: `rm -v`, for a removal finished at boot
         self.pid = 0
         self.exit_code = 0
         self.error = ""
@@ -1256,7 +1291,8 @@ class Container(object):
         self.cond = threading.Condition()
 
     STATE_KEYS = ("running", "paused", "restarting", "pid", "exit_code", "error", "health",
-                  "started_at", "finished_at", "has_been_started", "manually_stopped", "oom_killed")
+                  "started_at", "finished_at", "has_been_started", "manually_stopped", "oom_killed",
+                  "removing", "remove_volumes")
 
     @property
     def status(self):
@@ -1272,7 +1308,7 @@ class Container(object):
 
     @property
     def config_path(self):
-        return os.path.join(self.root, "config.v2.json")
+        return os.path.join(self.root, reconcile.CONFIG_FILE)
 
     @property
     def log_path(self):
@@ -1305,6 +1341,7 @@ class Container(object):
             document = json.load(config_file)
         with open(os.path.join(root, "hostconfig.json")) as host_config_file:
             host_config = json.load(host_config_file)
+        check_stored_container(document, host_config)
         container = cls(root, document["ID"])
         container.name, container.created = document["Name"], document["Created"]
         container.path, container.args = document["Path"], document["Args"]
@@ -1317,8 +1354,11 @@ class Container(object):
         else:
             container.mount_points = {destination: volume.MountPoint.from_dict(data)
                                       for destination, data in document["MountPoints"].items()}
-        for key, value in document.get("State", {}).items():
-            if key in cls.STATE_KEYS:
+        for key, value in (document.get("State") or {}).items():
+            if key in cls.STATE_KEYS and value is not None:
+                default = getattr(container, key)  # health: None or a dict; the rest typed
+                if not isinstance(value, dict if default is None else type(default)):
+                    raise ValueError("config.v2.json: State.%s has the wrong type" % key)
                 setattr(container, key, value)
         return container
 
@@ -1328,6 +1368,23 @@ class Container(object):
         attributes.update(image=self.config.get("Image", ""), name=self.name.lstrip("/"))
         attributes.update(extra)
         return attributes
+
+
+def check_stored_container(document, host_config):
+    """What from_disk reads must have the types the daemon gave it: a file written by an older
+    daemon that took `"NetworkMode": 5`, or edited by hand, raises ValueError, and restore
+    skips that one container (and logs why) rather than failing every listing later."""
+    for key, kind in (("ID", str), ("Name", str), ("Created", str), ("Path", str),
+                      ("Args", list), ("Config", dict), ("Image", str), ("Driver", str),
+                      ("State", (dict, type(None))), ("RestartCount", (int, type(None))),
+                      ("NetworkSettings", (dict, type(None))), ("MountPoints", (dict, type(None)))):
+        if not isinstance(document.get(key), kind):
+            raise ValueError("config.v2.json: %s has the wrong type" % key)
+    try:
+        jsontypes.check_struct(document["Config"], "runconfig.ContainerConfigWrapper")
+        jsontypes.check_struct(host_config, "container.HostConfig")
+    except errdefs.InvalidParameter as error:
+        raise ValueError(error.message) from None
 
 
 # namesgenerator: a random "adjective_scientist" name for containers created without --name.
@@ -1481,7 +1538,9 @@ def create_container(daemon, config, host_config, name, networking_config):
         raise InvalidParameter("config cannot be empty in order to create a container")
     host_config["LogConfig"] = merge_log_config(daemon.config, host_config.get("LogConfig"))
     validate_host_config(host_config)
+    runconfig.verify_config(config, parse_signal)
     health.validate(config)
+    check_namespace_containers(daemon, host_config)
     resource_warnings = verify_container_settings(daemon, host_config)
     image = daemon.graph.lookup(config.get("Image") or "")
     config = merge_image_config(config, image.container_config or {})
@@ -1492,7 +1551,7 @@ def create_container(daemon, config, host_config, name, networking_config):
     warnings = resource_warnings + list(warnings or [])
     children = link_children_for_create(daemon, host_config)
     container = Container(None, generate_container_id())
-    container.root = os.path.join(daemon.repository, container.id)
+    container.root = os.path.join(daemon.repository, reconcile.CREATE_PREFIX + container.id)
     container.network_settings = network_settings
     name = validate_container_name(name) if name else unique_random_name(daemon)
     daemon.containers.reserve_name(name, container.id)
@@ -1512,6 +1571,21 @@ def create_container(daemon, config, host_config, name, networking_config):
     daemon.containers.add(container)
     daemon.events.log("container", "create", container.id, container.event_attributes())
     return container, warnings
+
+
+def check_namespace_containers(daemon, host_config):
+    """--ipc and --pid container:<name> name a container that exists (dockerd: 400 at create;
+    whether it runs is asked at start); --network container: names one (ValidateNetMode)."""
+    parts = (host_config.get("NetworkMode") or "").split(":")
+    if parts[0] == "container" and not (parts + [""])[1]:
+        raise InvalidParameter("Invalid network mode: invalid container format container:<name|id>")
+    for key in ("IpcMode", "PidMode"):
+        mode = host_config.get(key) or ""
+        if mode.startswith("container:"):
+            try:
+                daemon.containers.get(mode.partition(":")[2])
+            except NotFound as error:
+                raise InvalidParameter(error.message) from None
 
 
 def link_children_for_create(daemon, host_config):
@@ -1572,7 +1646,7 @@ def unique_random_name(daemon):
 
 def build_container(daemon, container, config, host_config, image, name, mount_points):
     """newContainer + setRWLayer + registerMountPoints + ToDisk: the container's directory,
-    writable layer and volumes."""
+    writable layer and volumes, built under a .create- name, config first (drivers/reconcile.py)."""
     entrypoint = config.get("Entrypoint") or []
     command = entrypoint + (config.get("Cmd") or [])
     container.name, container.created = name, logger.format_time(time.time_ns())
@@ -1581,11 +1655,16 @@ def build_container(daemon, container, config, host_config, image, name, mount_p
     container.image_id, container.driver = image.id, daemon.driver.name
     config.setdefault("Hostname", container.id[:12])
     config["Hostname"] = config["Hostname"] or container.id[:12]
+    container.mount_points = mount_points
     os.makedirs(container.root, 0o710)
-    daemon.graph.create_rw_layer(container.id, image.id, init_func=setup_init_layer)
-    container.mount_points = register_volumes(daemon, container.id, mount_points)
     container.write_host_config()
     container.to_disk()
+    daemon.graph.create_rw_layer(container.id, image.id, init_func=setup_init_layer)
+    container.mount_points = register_volumes(daemon, container.id, mount_points)
+    container.to_disk()
+    staging, container.root = container.root, os.path.join(daemon.repository, container.id)
+    os.rename(staging, container.root)
+    ioutils.fsync_dir(daemon.repository)
 
 
 def register_volumes(daemon, container_id, mount_points):
@@ -1786,21 +1865,24 @@ def failed_start(daemon, container, monitor, err):
         container.monitor = None
         daemon.netcontroller.release(container)
         container.cond.notify_all()
+    start_finished(daemon, container)
     try:
         daemon.graph.unmount_rw_layer(container.id)
     except (OSError, KeyError, errdefs.DockerError) as unmount_error:
         log.error("Error unmounting container %s: %s", container.id[:12], unmount_error)
     volume.unmount_volumes(daemon.volumes, container.id, container.mount_points)
+    # A typed error keeps its status (a network that does not exist is a 404, as in dockerd).
+    typed = err if isinstance(err, errdefs.DockerError) else None
     if not isinstance(err, execdriver.ExecdriverError):
         log.error("Error starting container %s: %s", container.id[:12], err)
-        err = execdriver.ExecdriverError(str(err) or err.__class__.__name__, 128)
+        err = execdriver.ExecdriverError(errdefs.go_error_text(err) or err.__class__.__name__, 128)
     record_start_failure(daemon, container, err)
     if container.host_config.get("AutoRemove"):
         try:
             remove_container(daemon, container, force=True, remove_volumes=True)
         except errdefs.DockerError as remove_error:
             log.error("can't remove container %s: %s", container.id[:12], remove_error)
-    return start_error(err)
+    return typed or start_error(err)
 
 
 def spawn_container_monitor(daemon, container, rootfs):
@@ -1809,13 +1891,16 @@ def spawn_container_monitor(daemon, container, rootfs):
     The network comes in two halves around the process's birth: addresses, host ports and
     the /etc files before it (allocate), its interfaces, rules, DNS and userland proxy once
     its namespace exists (join), so its command never runs without its network. On a
-    failure, failed_start gives the network back.
+    failure, failed_start gives the network back; a crash, the next boot (starting.json,
+    drivers/reconcile.py).
     """
-    sandbox = daemon.netcontroller.allocate(container, link_children(daemon, container))
     log_config = container.host_config["LogConfig"]
     state_dir = monitor_state_dir(daemon, container.id)
     shutil.rmtree(state_dir, ignore_errors=True)
     os.makedirs(state_dir, 0o700)
+    sandbox = daemon.netcontroller.allocate(container, link_children(daemon, container))
+    ioutils.atomic_write_file(os.path.join(state_dir, reconcile.STARTING_FILE), json.dumps(
+        daemon.netcontroller.allocated_settings(container)).encode(), 0o600)
     container.cgroup = create_cgroups(daemon, container, state_dir)
     local_log = container_log(container)
     monitor = daemon.fork_server.spawn_monitor(
@@ -1831,6 +1916,12 @@ def spawn_container_monitor(daemon, container, rootfs):
     return monitor
 
 
+def start_finished(daemon, container):
+    """The start committed (config.v2.json says running) or was undone: its record goes."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(monitor_state_dir(daemon, container.id), reconcile.STARTING_FILE))
+
+
 def container_log_info(container):
     """logger.Info: what the log driver may tell of the container (tags, GELF fields...)."""
     return logger.LogInfo(
@@ -1840,26 +1931,23 @@ def container_log_info(container):
         env=container.config.get("Env") or [], labels=container.config.get("Labels") or {})
 
 
-# The container's cgroup directories, recorded beside its monitor so that a restarted daemon
-# finds them whatever --cgroup-parent it runs with then (libcontainer's state.json did this).
-CGROUPS_FILE = "cgroups.json"
-
-
 def create_cgroups(daemon, container, state_dir):
     """The container's cgroups with its limits and device filter, made before its process
-    exists; their paths recorded in the state directory."""
+    exists. Their paths are recorded in the state directory first, so that a restarted daemon
+    finds them whatever --cgroup-parent it runs with then (libcontainer's state.json did this),
+    even when it was killed while making them."""
     host = container.host_config
     manager = daemon.cgroups.manager(container.id, host.get("CgroupParent") or "")
-    manager.create(runconfig.resources(host), runconfig.device_rules(host))
-    ioutils.atomic_write_file(os.path.join(state_dir, CGROUPS_FILE),
+    ioutils.atomic_write_file(os.path.join(state_dir, reconcile.CGROUPS_FILE),
                               json.dumps(manager.paths).encode(), 0o600)
+    manager.create(runconfig.resources(host), runconfig.device_rules(host))
     return manager
 
 
 def load_cgroups(daemon, container):
     """The cgroups of a container that ran while the daemon was away (None if unrecorded)."""
     try:
-        with open(os.path.join(monitor_state_dir(daemon, container.id), CGROUPS_FILE)) as f:
+        with open(os.path.join(monitor_state_dir(daemon, container.id), reconcile.CGROUPS_FILE)) as f:
             return daemon.cgroups.load(json.load(f))
     except (OSError, ValueError):
         return None
@@ -1960,6 +2048,7 @@ def mark_running(daemon, container, monitor, restart):
         container.has_been_started = True
         container.to_disk()
         container.cond.notify_all()
+    start_finished(daemon, container)
     daemon.events.log("container", "start", container.id, container.event_attributes())
     watch_container(daemon, container, monitor)
     start_health_monitor(daemon, container, monitor)
@@ -2005,7 +2094,7 @@ def container_exited(daemon, container, monitor):
                       container.event_attributes(exitCode=str(container.exit_code)))
     if restart:
         schedule_restart(daemon, container, ran_for)
-    elif container.host_config.get("AutoRemove"):
+    elif container.host_config.get("AutoRemove") and not container.removing:  # rm -f: on its way
         remove_container(daemon, container, force=True, remove_volumes=True)
 
 
@@ -2200,14 +2289,14 @@ def container_wait(container, condition):
 
 
 def resize_container(daemon, container, height, width):
-    """ContainerResize: the size of the container's terminal; without one, nothing to do
-    (containerd's shim ignores the resize of a process that has no console)."""
+    """ContainerResize: the size of the container's terminal. A container without one has
+    nothing to resize; dockerd answers 200 all the same, and so does this."""
     with container.cond:
         monitor = container.monitor
         if not container.running or monitor is None:
             raise errdefs.Conflict("Container %s is not running" % container.id)
     if container.config.get("Tty"):
-        monitor.resize(height, width)
+        monitor.resize(*terminal_size(height, width))
     daemon.events.log("container", "resize", container.id, container.event_attributes(
         height=str(height), width=str(width)))
 
@@ -2216,8 +2305,9 @@ def remove_container(daemon, container, force=False, remove_volumes=False):
     """daemon.ContainerRm: refuse a running container unless forced; then drop every trace
     (with remove_volumes, `rm -v`, its anonymous volumes too).
 
-    If a step fails (a busy mount, a full disk), the container stays registered and may be
-    removed again later, rather than being stuck "in removal" for good.
+    The removal is recorded first: a daemon killed after that finishes it at boot. If a step
+    fails (a busy mount, a full disk), the container stays registered and may be removed again
+    later, rather than being stuck "in removal" for good.
     """
     with container.cond:
         if container.removing or container.removed:
@@ -2225,20 +2315,41 @@ def remove_container(daemon, container, force=False, remove_volumes=False):
         if container.running and not force:
             raise errdefs.Conflict("You cannot remove a running container %s. Stop the container "
                                    "before attempting removal or force remove" % container.id)
-        container.removing = True
+        container.removing, container.remove_volumes = True, remove_volumes
         container.restarting = False
+    finish_removal(daemon, container)
+
+
+def finish_removal(daemon, container):
+    """The removal from its durable mark on: every step may have been done already by a
+    removal that a crash cut short."""
     try:
-        release_container(daemon, container, remove_volumes)
+        with container.cond:
+            mark_removing(container)
+        release_container(daemon, container, container.remove_volumes)
     except Exception as err:
         with container.cond:
             container.removing = False
+            with contextlib.suppress(OSError):
+                container.to_disk()
             container.cond.notify_all()
         log.error("Error removing container %s: %s", container.id[:12], err)
-        raise errdefs.System("unable to remove container %s: %s" % (container.id, err)) from None
+        raise errdefs.System("unable to remove container %s: %s"
+                             % (container.id, errdefs.go_error_text(err))) from None
     with container.cond:
         container.removing, container.removed = False, True
         container.cond.notify_all()
     daemon.events.log("container", "destroy", container.id, container.event_attributes())
+
+
+def mark_removing(container):
+    """Record the removal before undoing anything. On a full disk the mark cannot be written;
+    like dockerd ("Error saving dying container to disk") the removal goes on, since removing
+    is how a user frees space."""
+    try:
+        container.to_disk()
+    except OSError as err:
+        log.error("Error saving dying container to disk: %s", errdefs.go_error_text(err))
 
 
 def release_container(daemon, container, remove_volumes):
@@ -2257,23 +2368,31 @@ def release_container(daemon, container, remove_volumes):
         pass  # an earlier attempt released it before failing further on
     manager, container.cgroup = container.cgroup, None
     remove_cgroups(container, manager)
-    daemon.containers.remove(container)
-    shutil.rmtree(container.root, ignore_errors=True)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
     volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, remove_volumes)
+    daemon.containers.remove(container)
+    trash = os.path.join(daemon.repository, reconcile.REMOVE_PREFIX + container.id)
+    os.rename(container.root, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def rename_container(daemon, container, new_name):
-    """daemon.ContainerRename: a new unique name; the old one is released."""
+    """daemon.ContainerRename: a new unique name; the old one is released once config.v2.json
+    carries the new one (a crash before leaves the old name, after it the new one)."""
     new_name = validate_container_name(new_name)
     old_name = container.name
     if new_name == old_name:
         raise errdefs.Conflict("Renaming a container with the same name as its current name")
     daemon.containers.reserve_name(new_name, container.id)
-    daemon.containers.names.delete(old_name)
     with container.cond:
         container.name = new_name
-        container.to_disk()
+        try:
+            container.to_disk()
+        except OSError:
+            container.name = old_name
+            daemon.containers.names.delete(new_name)
+            raise
+        daemon.containers.names.delete(old_name)
         daemon.netcontroller.rename(container)
     daemon.events.log("container", "rename", container.id,
                       container.event_attributes(oldName=old_name))
@@ -2709,12 +2828,18 @@ def disconnect_network(daemon, network, name, force):
         container.to_disk()
 
 
+def terminal_size(height, width):
+    """A window size as the kernel's struct winsize holds it: Go converts the query's ints
+    to uint16, wrapping (-1 is 65535), where Python's struct.pack would raise."""
+    return height & 0xFFFF, width & 0xFFFF
+
+
 def resize_exec(exec_config, height, width):
     """ContainerExecResize: the size of the exec's terminal (the first one lets it start)."""
     if exec_config.monitor is None or not exec_config.running:
         raise errdefs.Conflict("Exec %s is not running" % exec_config.id)
     if exec_config.process.tty:  # as a container's, a resize without a tty is a no-op
-        exec_config.monitor.resize(height, width)
+        exec_config.monitor.resize(*terminal_size(height, width))
     exec_config.resized.set()
 
 
@@ -2772,7 +2897,7 @@ def read_probe_output(daemon, exec_config, timeout):
     with ours:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([ours], [], [], left)[0]:
+            if left <= 0 or not httpserver.readable([ours], left):
                 return health.stdcopy_payloads(data), False
             chunk = ours.recv(65536)
             if not chunk:
@@ -2808,22 +2933,23 @@ def restore_container(daemon, container):
     A monitor that survived the daemon (live restore) keeps its container running; the daemon
     reconnects and watches it again. A container whose monitor is gone died while the daemon
     was away: its exit code is what the monitor recorded (255 if it could not), and its
-    restart policy decides whether it starts again.
+    restart policy decides whether it starts again. Returns the mounted root of a re-adopted
+    container, None otherwise.
     """
     if not container.running:
-        return
+        return None
     state_dir = monitor_state_dir(daemon, container.id)
     monitor = monitor_module.adopt(state_dir)
     container.cgroup = load_cgroups(daemon, container)
     if monitor is not None:
         container.monitor, container.pid = monitor, monitor.init_pid
         container.paused = cgroup_frozen(container)
-        daemon.graph.mount_rw_layer(container.id)
+        rootfs = daemon.graph.mount_rw_layer(container.id)
         daemon.netcontroller.restore(container, monitor, link_children(daemon, container))
         watch_container(daemon, container, monitor)
         start_health_monitor(daemon, container, monitor)
         log.debug("re-adopted running container %s", container.id[:12])
-        return
+        return rootfs
     monitor_module.kill_orphan(state_dir)
     state = monitor_module.read_state(state_dir)
     daemon.netcontroller.forget(container, link_children(daemon, container))
@@ -2834,6 +2960,7 @@ def restore_container(daemon, container):
     container.exit_code = state.get("exit_code") if state.get("exit_code") is not None else 255
     container.finished_at = logger.format_time(time.time_ns())
     container.to_disk()
+    return None
 
 
 def migrate_network_settings(daemon, container):
@@ -2938,131 +3065,38 @@ def export_container(daemon, name, out):
 
 
 # ------------------------------------------------------------------------------------------
-# 4c. Into a running or stopped container from the host: docker top (daemon/top_unix.go) and
-#     docker cp, the archive verbs on its files (daemon/archive.go)
+# 4c. Into a running or stopped container from the host: docker top (drivers/top) and
+#     docker cp, the archive verbs on its files (drivers/containerarchive)
 # ------------------------------------------------------------------------------------------
 
 def container_top(daemon, name, ps_args):
-    """ContainerTop (`docker top`): the host's `ps` (never a binary of the image), run with
-    `ps_args` ("-ef" by default), keeping the rows of the container's processes: the pids in
-    its cgroup, and the thread rows ("-" for a PID, `ps m`) that follow one of them."""
+    """ContainerTop (`docker top`): the host's ps, keeping the processes of the container's
+    cgroup (409 when it is not running)."""
     container = daemon.containers.get(name)
-    pids = running_cgroup(daemon, container, "top").pids()
-    args = (ps_args or "-ef").split(" ")
-    if "\0" in ps_args:  # no argv holds a NUL: exec refuses it, as Go's fork/exec does
-        raise errdefs.System("ps: fork/exec ps: invalid argument")
-    # `-q <pids>` lets ps skip the others; some options (f) refuse it, so retry without.
-    for command in (["ps"] + args + ["-q", ",".join(map(str, pids))], ["ps"] + args):
-        ps = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-        if ps.returncode == 0:
-            return parse_ps_output(ps.stdout.decode("utf-8", "replace"), set(pids))
-    first_line = ps.stderr.decode("utf-8", "replace").split("\n")[0]
-    raise errdefs.System("ps: %s" % (first_line or "exit status %d" % ps.returncode))
+    return top.container_top(running_cgroup(daemon, container, "top").pids(), ps_args)
 
 
-def parse_ps_output(output, pids):
-    """parsePSOutput: Titles from the header line; each kept row has as many fields as there
-    are titles, the overhanging ones (a command's arguments) joined into the last."""
-    lines = output.split("\n")
-    titles = lines[0].split()
-    if "PID" not in titles:
-        raise errdefs.System("Couldn't find PID field in ps output")
-    pid_index = titles.index("PID")
-    processes, in_container = [], False
-    for line in lines[1:]:
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[pid_index] == "-":  # a thread of the process above
-            if in_container:
-                processes.append(fit_fields(fields, len(titles)))
-            continue
-        try:
-            in_container = int(fields[pid_index]) in pids
-        except ValueError:
-            raise errdefs.System("Unexpected pid '%s'" % fields[pid_index]) from None
-        if in_container:
-            processes.append(fit_fields(fields, len(titles)))
-    return {"Titles": titles, "Processes": processes}
-
-
-def fit_fields(fields, count):
-    return fields[:count - 1] + [" ".join(fields[count - 1:])]
-
-
-PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
-
-
-@contextlib.contextmanager
-def container_files(daemon, container, name, path):
-    """The container's files for one archive verb (drivers/containerarchive): a running
-    container's through /proc/<pid>/root, where its mounts are; a stopped one's read-write
-    layer, mounted meanwhile, with its volumes and binds beside it. The drivers' errors
-    become dockerd's."""
-    if "\0" in path:  # no file name holds a NUL: the kernel refuses it as Go's lstat does
-        raise InvalidParameter("lstat %s: invalid argument" % path)
-    running = container.running and container.pid
-    root = "/proc/%d/root" % container.pid if running else daemon.graph.mount_rw_layer(container.id)
-    mounts = {} if running else {destination: mount_point.source for destination, mount_point
-                                 in container.mount_points.items() if mount_point.source}
-    try:
-        kernel_mounts = linux.kernel_mount_points(container.pid) if running else ()
-        yield containerarchive.ContainerFS(root, mounts, kernel_mounts)
-    except FileNotFoundError:
-        raise NotFound("Could not find the file %s in container %s" % (path, name)) from None
-    except NotADirectoryError:
-        raise InvalidParameter("%s: not a directory" % path) from None
-    except (containerarchive.ExtractPointNotDirectory, archive.ArchiveError,
-            execdriver.ExecdriverError) as err:
-        raise InvalidParameter(str(err)) from None
-    except OSError as err:
-        raise errdefs.System("%s: %s" % (path, err.strerror or err)) from None
-    finally:
-        if not running:
-            daemon.graph.unmount_rw_layer(container.id)
-
-
-def encode_path_stat(path_stat):
-    """The X-Docker-Container-Path-Stat value: base64 of the stat's JSON."""
-    return base64.b64encode(json.dumps(path_stat, separators=(",", ":")).encode()).decode()
+PATH_STAT_HEADER = containerarchive.PATH_STAT_HEADER  # what head_container_archive sends
 
 
 def container_stat_path(daemon, name, path):
-    """ContainerStatPath (HEAD archive): the path's stat, as its header's value."""
-    container = daemon.containers.get(name)
-    with container_files(daemon, container, name, path) as files:
-        return encode_path_stat(files.stat(path))
+    """ContainerStatPath (HEAD archive): the X-Docker-Container-Path-Stat value of `path`."""
+    return containerarchive.container_stat_path(daemon.graph, daemon.containers.get(name),
+                                                name, path)
 
 
 def container_archive_path(daemon, name, path, open_out):
-    """ContainerArchivePath (GET archive): the tar of `path`, written to what
-    open_out([(header, value)]) returns once the path is known to exist; returns that."""
-    container = daemon.containers.get(name)
-    with container_files(daemon, container, name, path) as files:
-        out = open_out([(PATH_STAT_HEADER, encode_path_stat(files.stat(path)))])
-        files.archive(path, out)
-    daemon.events.log("container", "archive-path", container.id, container.event_attributes())
-    return out
+    """ContainerArchivePath (GET archive): the tar of `path` into what open_out(headers)
+    returns, which it returns."""
+    return containerarchive.container_archive_path(
+        daemon.graph, daemon.events, daemon.containers.get(name), name, path, open_out)
 
 
 def container_extract_to_dir(daemon, name, path, stream, copy_uid_gid, no_overwrite_dir_non_dir):
-    """ContainerExtractToDir (PUT archive): the tar `stream` unpacked into directory `path`.
-    Entries keep the tar's owners; with copyUIDGID (`docker cp -a`) in a container that has a
-    User, they belong to that user (tarCopyOptions). A read-only volume, or a read-only
-    rootfs outside volumes, refuses."""
-    container = daemon.containers.get(name)
-    destination = containerarchive.mount_destination(
-        container.mount_points, containerarchive.absolute_path(path))
-    if destination is not None and not container.mount_points[destination].rw:
-        raise InvalidParameter("mounted volume is marked read-only")
-    if destination is None and container.host_config.get("ReadonlyRootfs"):
-        raise InvalidParameter("container rootfs is marked read-only")
-    with container_files(daemon, container, name, path) as files:
-        user = container.config.get("User") if copy_uid_gid else ""
-        files.extract(path, stream, files.user_identity(user) if user else None,
-                      no_overwrite_dir_non_dir)
-    daemon.events.log("container", "extract-to-dir", container.id, container.event_attributes())
+    """ContainerExtractToDir (PUT archive): the tar `stream` unpacked into directory `path`."""
+    containerarchive.container_extract_to_dir(
+        daemon.graph, daemon.events, daemon.containers.get(name), name, path, stream,
+        copy_uid_gid, no_overwrite_dir_non_dir)
 
 
 BUILD_DIR_PREFIX = "docker-builder"
@@ -3196,8 +3230,7 @@ def copy_attached_output(daemon, container, upstream, streams, cancelled):
     buffered, killed = b"", False
     with upstream:
         while True:
-            readable, _, _ = select.select([upstream], [], [], 0.5)
-            if not readable:
+            if not httpserver.readable([upstream], 0.5):
                 if not killed and cancelled():
                     killed = True
                     try:
@@ -3280,18 +3313,23 @@ def _reject_json_constant(name):
 
 
 def decode_json(body):
-    """httputils.ReadJSON: one JSON value, nothing after it; every failure is a 400."""
+    """httputils.ReadJSON: one JSON value, nothing after it; every failure is a 400.
+
+    Strings decode as Go decodes them: bytes that are not UTF-8, and lone surrogates
+    ("\\ud800"), become U+FFFD. Numbers with a fraction keep their text for the messages.
+    """
     try:
-        text = body.decode("utf-8")
-        decoder = json.JSONDecoder(parse_constant=_reject_json_constant)
+        text = body.decode("utf-8", errors="replace")
+        decoder = json.JSONDecoder(parse_constant=_reject_json_constant,
+                                   parse_float=jsontypes.Number)
         value, end = decoder.raw_decode(text.lstrip())
     except RecursionError:
         raise InvalidParameter("invalid JSON: exceeded max depth") from None
-    except (ValueError, UnicodeDecodeError) as err:
+    except ValueError as err:
         raise InvalidParameter("invalid JSON: %s" % err) from None
     if text.lstrip()[end:].strip():
         raise InvalidParameter("unexpected content after JSON")
-    return value
+    return jsontypes.go_strings(value)
 
 
 # How long a hijacked stream holds its first bytes for the client to read the headers.
@@ -3321,62 +3359,6 @@ def stdcopy_frame(stream_id, data):
     stream each payload belongs to (1 stdout, 2 stderr) so the client can split them again.
     """
     return bytes((stream_id, 0, 0, 0)) + len(data).to_bytes(4, "big") + data
-
-
-class ChunkedReader(object):
-    """A file-like reader over an HTTP/1.1 chunked request body (the CLI streams uploads so)."""
-
-    def __init__(self, rfile):
-        self.rfile = rfile
-        self.left = 0
-        self.done = False
-
-    def read(self, size=-1):
-        out = []
-        while not self.done and (size < 0 or size > 0):
-            if self.left == 0:
-                self._next_chunk()
-                continue
-            want = self.left if size < 0 else min(size, self.left)
-            data = self.rfile.read(want)
-            if not data:
-                raise InvalidParameter("unexpected EOF in chunked request body")
-            out.append(data)
-            self.left -= len(data)
-            if size > 0:
-                size -= len(data)
-            if self.left == 0:
-                self.rfile.readline()
-        return b"".join(out)
-
-    def _next_chunk(self):
-        line = self.rfile.readline(1024)
-        try:
-            self.left = int(line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise InvalidParameter("malformed chunked encoding") from None
-        if self.left == 0:
-            while self.rfile.readline(65537).strip():
-                pass
-            self.done = True
-
-
-class LimitedReader(object):
-    """A file-like reader over a Content-Length request body."""
-
-    def __init__(self, rfile, length):
-        self.rfile = rfile
-        self.left = length
-
-    def read(self, size=-1):
-        if self.left <= 0:
-            return b""
-        want = self.left if size < 0 else min(size, self.left)
-        data = self.rfile.read(want)
-        self.left -= len(data)
-        if len(data) < want and (size < 0 or not data):
-            self.left = 0
-        return data
 
 
 class Route(object):
@@ -3458,40 +3440,7 @@ ROUTES = [
 ]
 
 
-class APIServerMixin(object):
-    """What every listener shares: the daemon, one thread per connection, tracked connections."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def setup_api(self, daemon):
-        self.daemon = daemon
-        self.serving = False
-        self.busy = 0
-        self.connections = set()
-        self.connections_lock = threading.Lock()
-
-    def track(self, sock, active):
-        with self.connections_lock:
-            (self.connections.add if active else self.connections.discard)(sock)
-
-    def count_request(self, delta):
-        """Requests in flight (not idle keep-alive connections): shutdown waits for these."""
-        with self.connections_lock:
-            self.busy += delta
-
-    def close_connections(self):
-        """Shutdown: end idle keep-alive and streaming connections so their threads exit."""
-        with self.connections_lock:
-            for sock in list(self.connections):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-class UnixAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class UnixAPIServer(httpserver.HTTPServer):
     """The API on a unix socket (listeners.Init, unix_socket.go).
 
     The socket is bound, made unreachable (mode 000), given to root:<group> and mode 0660,
@@ -3501,8 +3450,8 @@ class UnixAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.Un
 
     def __init__(self, path, group, daemon):
         self.group = group
-        self.setup_api(daemon)
-        socketserver.UnixStreamServer.__init__(self, path, APIHandler)
+        self.daemon = daemon
+        super().__init__(socket.AF_UNIX, path, APIHandler)
 
     def server_bind(self):
         if os.path.lexists(self.server_address):
@@ -3516,9 +3465,8 @@ class UnixAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.Un
         os.chown(self.server_address, 0, socket_group_id(self.group, self.server_address))
         os.chmod(self.server_address, 0o660)
 
-    def get_request(self):
-        request, _ = self.socket.accept()
-        return request, ("unix", 0)
+    def accepted(self, sock, address):
+        return super().accepted(sock, ("unix", 0))
 
 
 def socket_group_id(name, path):
@@ -3532,20 +3480,21 @@ def socket_group_id(name, path):
         return 0
 
 
-class TCPAPIServer(APIServerMixin, socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """The API on tcp://host:port, with TLS when --tls or --tlsverify is given."""
+class TCPAPIServer(httpserver.HTTPServer):
+    """The API on tcp://host:port, with TLS when --tls or --tlsverify is given; the TLS
+    handshake happens in the connection's first pool thread, never in the selector."""
 
     def __init__(self, address, tls_context, daemon):
         self.tls_context = tls_context
-        self.setup_api(daemon)
-        socketserver.TCPServer.__init__(self, address, APIHandler)
+        self.daemon = daemon
+        super().__init__(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, address,
+                         APIHandler)
 
-    def get_request(self):
-        request, address = self.socket.accept()
+    def accepted(self, sock, address):
         if self.tls_context is not None:
-            request = self.tls_context.wrap_socket(request, server_side=True,
-                                                   do_handshake_on_connect=False)
-        return request, address
+            sock = self.tls_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False)
+        return super().accepted(sock, address)
 
 
 def make_tls_context(config):
@@ -3564,50 +3513,13 @@ def make_tls_context(config):
     return context
 
 
-class APIHandler(http.server.BaseHTTPRequestHandler):
-    """One connection: HTTP/1.1 keep-alive, every request routed to a handler method.
+class APIHandler(httpserver.RequestHandler):
+    """One request, routed to a handler method (the connection is drivers/httpserver's).
 
     Handlers raise errdefs errors; dispatch turns them into dockerd's JSON error bodies.
     """
 
-    protocol_version = "HTTP/1.1"
     server_version = SERVER_HEADER
-    sys_version = ""
-    timeout = None
-
-    # -- connection setup -------------------------------------------------------------------
-
-    def setup(self):
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(30)
-            try:
-                self.request.do_handshake()
-            except (ssl.SSLError, OSError) as err:
-                log.debug("TLS handshake failed: %s", err)
-                self.request.close()
-                raise
-            self.request.settimeout(None)
-        super().setup()
-        self.server.track(self.request, True)
-
-    def finish(self):
-        self.server.track(self.request, False)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def handle(self):
-        try:
-            super().handle()
-        except (ConnectionError, ssl.SSLError, socket.timeout):
-            pass
-
-    def log_message(self, fmt, *args):
-        log.debug("%s - " + fmt, self.address_string(), *args)
-
-    def address_string(self):
-        return str(self.client_address[0]) if self.client_address else "unix"
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -3623,14 +3535,18 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.server.count_request(1)
         try:
             route, params = self.route()
+            jsontypes.check_query(self.operation, self.query)
+            if any("\x00" in value for value in params.values()):
+                raise InvalidParameter("invalid argument: NUL byte in the path")
             getattr(self, route.handler)(**params)
         except errdefs.DockerError as err:
             self.send_error_json(err.status, err.message)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client left mid-answer: nothing to tell it
-        except Exception as err:  # a bug must cost one request, not the connection's thread
-            log.exception("Handler for %s %s returned error", self.command, self.path)
-            self.send_error_json(500, str(err) or err.__class__.__name__)
+        except Exception:  # a bug must cost one request, not the connection's thread
+            # Python's text for a bug is for the log, never for the client.
+            log.exception("Handler for %s returned error", self.requestline)
+            self.send_error_json(500, "internal server error")
         finally:
             self.server.count_request(-1)
         self.drain_body()
@@ -3645,6 +3561,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if versioned:  # every version in range is served the same (1.41) way
             check_api_version(versioned.group("version"))
             path = versioned.group("rest")
+        self.operation = jsontypes.operation(self.command, path)  # the spec's key: typed input
         for route in ROUTES:
             match = route.pattern.match(path)
             if match and route.method == self.command:
@@ -3653,30 +3570,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         raise NotFound("page not found")
 
     # -- request bodies ---------------------------------------------------------------------
-
-    def make_body_reader(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return ChunkedReader(self.rfile)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            return LimitedReader(self.rfile, 0)
-        return LimitedReader(self.rfile, length)
-
-    def drain_body(self):
-        """Keep-alive needs the rest of the request body read before the next request."""
-        if self.close_connection:
-            return
-        try:
-            for _ in range(64):
-                if not self.body_reader.read(1 << 20):
-                    return
-        except (errdefs.DockerError, OSError):
-            pass
-        self.close_connection = True
 
     def read_json(self):
         """The request body as JSON, or None when there is none (CheckForJSON + ReadJSON)."""
@@ -3690,7 +3583,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if media_type and media_type != JSON_CONTENT_TYPE:
             raise InvalidParameter("Content-Type specified (%s) must be 'application/json'"
                                    % content_type)
-        return decode_json(body)
+        return jsontypes.check_body(self.operation, decode_json(body))
 
     # -- query parameters -------------------------------------------------------------------
 
@@ -3706,13 +3599,9 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         return value.strip().lower() not in ("", "0", "false", "no", "none")
 
     def query_int(self, name, default=0):
+        """An integer parameter; dispatch has checked it against the spec (check_query)."""
         value = self.query_value(name, "")
-        if value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise InvalidParameter("invalid value for %s: %s" % (name, value)) from None
+        return int(value) if value else default
 
     def query_filters(self):
         """`filters` in both forms clients send: {"k":{"v":true}} (CLI) and {"k":["v"]} (docker-py)."""
@@ -3781,18 +3670,10 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
             return
         self.send_json({"message": message}, status)
 
-    def send_error(self, code, message=None, explain=None):
-        """http.server's own errors (huge headers, bad request lines) as JSON too.
-
-        A garbled request line reads as HTTP/0.9, which has no status line; answer in HTTP/1.1
-        like Go's server, so every client sees a status code.
-        """
+    def send_error(self, code, message=None):
+        """The server's own refusal of a request it has read (an unknown method) as JSON too."""
         self.close_connection = True
-        self.request_version = "HTTP/1.1"
-        try:
-            self.send_json({"message": message or self.responses.get(code, ("error",))[0]}, code)
-        except OSError:
-            pass
+        self.send_json({"message": message}, code)
 
     def start_stream(self, content_type=JSON_CONTENT_TYPE, status=200, headers=()):
         """Begin a chunked response and flush its headers at once (events, progress, logs)."""
@@ -3802,18 +3683,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
-
-    def write_chunk(self, data):
-        if data:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-
-    def end_stream(self):
-        try:
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
 
     def write_json_message(self, message, terminator=b"\r\n"):
         """One progress message: a JSON object + CRLF per chunk (jsonmessage), so bars redraw."""
@@ -3843,7 +3712,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
     def client_gone(self):
         """Whether the client closed its end: a readable socket that yields no bytes."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            readable = httpserver.readable([self.connection], 0)
             return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
         except (OSError, ValueError):
             return True
@@ -4018,8 +3887,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
     def post_commit(self):
         """`docker commit`: `changes` repeated, the body an optional Config to start from."""
         config = self.read_json()
-        if config is not None and not isinstance(config, dict):
-            raise InvalidParameter("json: cannot unmarshal into Go value of type container.Config")
         pause = self.query_bool("pause", default=True)  # API 1.12 clients always send it
         changes = [line for value in self.query.get("changes", []) for line in value.split("\n")]
         image_id = commit_container(self.daemon, self.query_value("container"), config, changes,
@@ -4037,9 +3904,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if body is None:
             raise InvalidParameter("config cannot be empty in order to create a container")
-        if not isinstance(body, dict):
-            raise InvalidParameter("json: cannot unmarshal array into Go value of type "
-                                   "container.Config")
         host_config = body.pop("HostConfig", None) or {}
         networking_config = body.pop("NetworkingConfig", None)
         container, warnings = create_container(self.daemon, body, host_config, self.query_value("name"),
@@ -4232,7 +4096,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if not isinstance(body, dict):
             raise InvalidParameter("network connect needs a JSON object naming the Container")
-        jsontypes.check(body, libnetwork.NETWORK_CONNECT, "NetworkConnect")
         connect_network(self.daemon, name, body.get("Container") or "", body.get("EndpointConfig"))
         self.send_no_content(200)
 
@@ -4240,7 +4103,6 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         body = self.read_json()
         if not isinstance(body, dict):
             raise InvalidParameter("network disconnect needs a JSON object naming the Container")
-        jsontypes.check(body, libnetwork.NETWORK_DISCONNECT, "NetworkDisconnect")
         disconnect_network(self.daemon, name, body.get("Container") or "", bool(body.get("Force")))
         self.send_no_content(200)
 
@@ -4310,7 +4172,7 @@ def proxy_streams(client, upstream, stdin, detach_keys):
     typed = b""
     try:
         while True:
-            readable, _, _ = select.select(sources, [], [])
+            readable = httpserver.readable(sources)
             if client in readable:
                 data = client.recv(65536)
                 if not data:
@@ -5043,8 +4905,11 @@ def setup_logging(config):
 
 
 def start_listeners(daemon):
-    """serveapi: one listener per -H, each serving in its own thread. If one cannot listen,
-    those already bound are closed (their unix sockets removed) before the error goes up."""
+    """serveapi: one listener per -H, each served by its own selector thread (drivers/
+    httpserver). If one cannot listen, those already bound are closed (their unix sockets
+    removed) before the error goes up. The open-files limit is raised first: the connection
+    cap of every listener is derived from it."""
+    log.debug("open files limit: %d", httpserver.raise_nofile_limit())
     servers = []
     tls_context = make_tls_context(daemon.config)
     try:

@@ -29,6 +29,16 @@ layer root, `..` stops at the layer root. The final component is never followed.
 that climb out, hard links to outside targets and relative symlinks that point outside are
 refused outright, as Docker's createTarFile refuses them.
 
+A layer is held to two more rules, which `docker cp` and the builder's COPY (untar) are not:
+- no entry may go through a symlink the same layer made (`a -> /etc` then `a/passwd`, or a
+  chain of `x -> ..` links): a layer that needs its own symlinks to reach its own files is
+  forging paths, and even confined to the layer root such writes land where its names do
+  not say;
+- no path may appear twice, unless both entries are directories (which merge). Go's reader
+  lets the later entry replace the earlier one, but then the layer no longer holds what its
+  tar says: its tar-split cannot give the tar back byte for byte, so `docker save` and
+  `docker push` would hand out a layer whose digest is not its diff ID.
+
 tarfile is used only to decode 512-byte headers (TarInfo.frombuf) and encode them
 (TarInfo.tobuf). Its extract()/extractall() are not used: their filters are no security boundary
 (several bypasses since 2024), and it would resolve user names through NSS (CVE-2019-14271) where
@@ -410,6 +420,11 @@ def _clean(name):
     return tuple(parts)
 
 
+def _display(parts):
+    """A cleaned path, for messages."""
+    return b"/".join(parts).decode("utf-8", "replace")
+
+
 def _proc_path(dir_fd, name=b"."):
     """A path naming `name` inside an open directory, for the calls that take no dir_fd (xattrs)."""
     return b"/proc/self/fd/%d/%s" % (dir_fd, name)
@@ -576,6 +591,7 @@ def apply_layer(dest, stream, whiteout_mode="delete"):
     _check_whiteout_mode(whiteout_mode)
     reader = _TarReader(decompress_stream(stream))
     unpacker = _LayerUnpacker(dest, whiteout_mode)
+    unpacker.layer_rules = True
     try:
         unpacker.unpack(reader)
     finally:
@@ -605,6 +621,9 @@ class _LayerUnpacker(object):
         self.unpacked = set()    # names this layer wrote, which an opaque marker must spare
         self.aufs_links = None   # _AufsLinkStore, made when a layer carries .wh..wh.plnk files
         self.no_overwrite_dir_non_dir = False
+        self.layer_rules = False  # apply_layer's: no path twice, none through the layer's symlinks
+        self.entries = {}         # path -> whether it was a directory entry (layer_rules)
+        self.symlinks = set()     # paths of the symlinks this tar made (layer_rules)
 
     def close(self):
         self.root.close()
@@ -620,6 +639,8 @@ class _LayerUnpacker(object):
             if parts is None:
                 raise ArchiveError('invalid path "%s": it is outside of "%s" (breakout)'
                                    % (header.display_name, self.dest))
+            if self.layer_rules:
+                self._check_layer_entry(header, parts)
             try:
                 self._unpack_entry(reader, header, parts)
             except OSError as err:
@@ -630,6 +651,25 @@ class _LayerUnpacker(object):
             except OverflowError as err:
                 raise ArchiveError('error unpacking "%s": %s' % (header.display_name, err)) from err
         self._set_directory_times()
+
+    def _check_layer_entry(self, header, parts):
+        """The layer-only rules (see the module's docstring), before the entry touches disk."""
+        is_dir = header.type == tarfile.DIRTYPE
+        if parts in self.entries and not (is_dir and self.entries[parts]):
+            raise ArchiveError('invalid layer: "%s" appears twice in the tar'
+                               % header.display_name)
+        paths = [parts]
+        if header.type == tarfile.LNKTYPE and _clean(header.linkname):
+            paths.append(_clean(header.linkname))   # (a target climbing out is refused later)
+        for path in paths:
+            for end in range(1, len(path)):
+                if path[:end] in self.symlinks:
+                    raise ArchiveError('invalid path "%s": it goes through the symlink "%s" made by '
+                                       'the same layer (breakout)' % (header.display_name,
+                                                                      _display(path[:end])))
+        self.entries[parts] = is_dir
+        if header.type == tarfile.SYMTYPE:
+            self.symlinks.add(parts)
 
     def _unpack_entry(self, reader, header, parts):
         if self.whiteouts and parts and parts[0].startswith(WHITEOUT_META_PREFIX):

@@ -38,8 +38,8 @@ import urllib.parse
 from email.utils import parsedate_to_datetime
 
 from drivers import archive
-from drivers.graph import ProgressReader
 from drivers.errdefs import InvalidParameter, System
+from drivers.tarexport import ProgressReader
 
 DEFAULT_DOCKERFILE = "Dockerfile"
 CONTEXT_PREFIX = "docker-builder"

@@ -18,7 +18,7 @@ The top-level keys are written sorted and the container configs in Go's field or
 image ID is the sha256 of these bytes), so a step that is built twice from the same parent
 with the same inputs differs only in its times.
 """
-from drivers.graph import Timestamp, container_config_shape, go_json, sorted_dict
+from drivers.image import Timestamp, container_config_shape, go_json, sorted_dict
 from drivers.linux import go_arch
 
 EMPTY_LAYER_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"

@@ -26,14 +26,27 @@ container's root is its mounted read-write layer, and its volumes and bind mount
 mounted anywhere, so `mounts` (destination -> host source) says where a path below one of
 them lands: as dockerd's resolvePath with volumes, the longest destination that is a prefix
 of the resolved path wins, and the rest of the path is resolved inside that source.
+
+The daemon's side (daemon/archive.go). container_stat_path, container_archive_path and
+container_extract_to_dir take the container (already looked up by the name the client gave,
+which their errors repeat) and the daemon's collaborators: `graph`, whose mount_rw_layer and
+unmount_rw_layer give a stopped container's files for the length of one verb, and `events`,
+whose log() records archive-path and extract-to-dir. Errors are dockerd's: a missing path is
+NotFound ("Could not find the file <path> in container <name>"), a path or tar that cannot be
+used is InvalidParameter, anything else the system's error.
 """
+import base64
+import contextlib
 import errno
+import json
 import os
 import posixpath
 import stat
 
-from drivers import archive, execdriver
+from drivers import archive, errdefs, execdriver, linux
 from drivers.logger import format_time
+
+PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 class ExtractPointNotDirectory(Exception):
     """ErrExtractPointNotDirectory: PUT archive's path names no directory."""
@@ -213,3 +226,69 @@ class ContainerFS(object):
             return archive.read_file(self.root, path).decode("utf-8", "replace")
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+
+# -- the daemon's archive verbs (daemon/archive.go) ----------------------------------------
+
+@contextlib.contextmanager
+def container_files(graph, container, name, path):
+    """The container's files for one archive verb: a running container's through
+    /proc/<pid>/root, where its mounts are; a stopped one's read-write layer, mounted
+    meanwhile, with its volumes and binds beside it. The errors of the verb become dockerd's."""
+    running = container.running and container.pid
+    root = "/proc/%d/root" % container.pid if running else graph.mount_rw_layer(container.id)
+    mounts = {} if running else {destination: mount_point.source for destination, mount_point
+                                 in container.mount_points.items() if mount_point.source}
+    try:
+        kernel_mounts = linux.kernel_mount_points(container.pid) if running else ()
+        yield ContainerFS(root, mounts, kernel_mounts)
+    except FileNotFoundError:
+        raise errdefs.NotFound("Could not find the file %s in container %s" % (path, name)) from None
+    except NotADirectoryError:
+        raise errdefs.InvalidParameter("%s: not a directory" % path) from None
+    except (ExtractPointNotDirectory, archive.ArchiveError, execdriver.ExecdriverError) as err:
+        raise errdefs.InvalidParameter(str(err)) from None
+    except OSError as err:
+        raise errdefs.System("%s: %s" % (path, err.strerror or err)) from None
+    finally:
+        if not running:
+            graph.unmount_rw_layer(container.id)
+
+
+def encode_path_stat(path_stat):
+    """The X-Docker-Container-Path-Stat value: base64 of the stat's JSON."""
+    return base64.b64encode(json.dumps(path_stat, separators=(",", ":")).encode()).decode()
+
+
+def container_stat_path(graph, container, name, path):
+    """ContainerStatPath (HEAD archive): the path's stat, as its header's value."""
+    with container_files(graph, container, name, path) as files:
+        return encode_path_stat(files.stat(path))
+
+
+def container_archive_path(graph, events, container, name, path, open_out):
+    """ContainerArchivePath (GET archive): the tar of `path`, written to what
+    open_out([(header, value)]) returns once the path is known to exist; returns that."""
+    with container_files(graph, container, name, path) as files:
+        out = open_out([(PATH_STAT_HEADER, encode_path_stat(files.stat(path)))])
+        files.archive(path, out)
+    events.log("container", "archive-path", container.id, container.event_attributes())
+    return out
+
+
+def container_extract_to_dir(graph, events, container, name, path, stream, copy_uid_gid,
+                             no_overwrite_dir_non_dir):
+    """ContainerExtractToDir (PUT archive): the tar `stream` unpacked into directory `path`.
+    Entries keep the tar's owners; with copyUIDGID (`docker cp -a`) in a container that has a
+    User, they belong to that user (tarCopyOptions). A read-only volume, or a read-only
+    rootfs outside volumes, refuses."""
+    destination = mount_destination(container.mount_points, absolute_path(path))
+    if destination is not None and not container.mount_points[destination].rw:
+        raise errdefs.InvalidParameter("mounted volume is marked read-only")
+    if destination is None and container.host_config.get("ReadonlyRootfs"):
+        raise errdefs.InvalidParameter("container rootfs is marked read-only")
+    with container_files(graph, container, name, path) as files:
+        user = container.config.get("User") if copy_uid_gid else ""
+        files.extract(path, stream, files.user_identity(user) if user else None,
+                      no_overwrite_dir_non_dir)
+    events.log("container", "extract-to-dir", container.id, container.event_attributes())

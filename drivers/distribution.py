@@ -32,6 +32,7 @@ layers move on several threads. Failures raise DockerErrors worded like dockerd'
 before the first progress message is meant to become the HTTP error, a later one an errorDetail.
 """
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -41,13 +42,14 @@ import threading
 import zlib
 
 from drivers import errdefs
-from drivers.graph import InvalidDiffID, ProgressReader, chain_ids_of, truncate_id
-from drivers.linux import go_arch
 from drivers.ioutils import atomic_write_file
+from drivers.layer import InvalidDiffID, chain_ids_of, remove_temporary_files, truncate_id
+from drivers.linux import go_arch
 from drivers.reference import DEFAULT_TAG, Reference, parse_normalized_named
 from drivers.registry import (MEDIA_TYPE_MANIFEST, MEDIA_TYPE_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
                               MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_SCHEMA1_SIGNED, RegistryError,
                               RequestError)
+from drivers.tarexport import ProgressReader
 
 MEDIA_TYPE_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA_TYPE_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -320,7 +322,8 @@ class V2MetadataService(object):
         v2metadata-by-diffid/sha256/<hex>   [{"Digest", "SourceRepository", "HMAC"}], newest last
 
     (dockerd also signs each entry with an HMAC of the credentials used; pydockerd leaves it empty,
-    as dockerd does for anonymous pushes.)
+    as dockerd does for anonymous pushes.) Each file is written atomically; what a killed daemon
+    left half-written beside them is removed at start-up.
     """
 
     MAX_ENTRIES = 50
@@ -328,6 +331,9 @@ class V2MetadataService(object):
     def __init__(self, root):
         self.root = root
         self._lock = threading.Lock()
+        directory = os.path.join(root, "v2metadata-by-diffid", "sha256")
+        if os.path.isdir(directory):
+            remove_temporary_files(directory)
 
     def _path(self, kind, digest):
         algorithm, _, hex_part = digest.partition(":")
@@ -679,10 +685,15 @@ class LayerDownloads(object):
         digester = new_digester(digest)
         blob = BlobReader(self.puller.repository, digest, size, self._abort)
         reader = ProgressReader(blob, size, short_id, "Downloading", self.output.send)
-        with open(path, "wb") as out:
-            for chunk in iter(lambda: reader.read(COPY_CHUNK), b""):
-                digester.update(chunk)
-                out.write(chunk)
+        try:
+            with open(path, "wb") as out:
+                for chunk in iter(lambda: reader.read(COPY_CHUNK), b""):
+                    digester.update(chunk)
+                    out.write(chunk)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise errdefs.System("write %s: %s" % (path, os.strerror(err.errno).lower())) from None
         self.output.update(short_id, "Verifying Checksum")
         if blob.offset != size or digester.hexdigest() != digest.split(":", 1)[1]:
             raise errdefs.System("filesystem layer verification failed for digest %s" % digest)

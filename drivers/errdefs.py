@@ -70,3 +70,12 @@ class System(DockerError):
     """A real fault inside the daemon (500)."""
 
     status = 500
+
+
+def go_error_text(err):
+    """An OSError as Go's *PathError prints it (`<path>: no space left on device`), never as
+    Python's `[Errno 28] No space left on device: '<path>'`; other errors as str() gives them."""
+    if not isinstance(err, OSError) or not err.strerror:
+        return str(err)
+    text = err.strerror[:1].lower() + err.strerror[1:]
+    return "%s: %s" % (err.filename, text) if err.filename else text

@@ -514,8 +514,10 @@ def _container_init(command, process, sync):
 def _exec_intermediate(container_pid, process, sync, stdio):
     """setns into every namespace of a running container, then fork the exec'd process.
 
-    The process is made non-dumpable first so that nothing in the container can open its
-    /proc/<pid>/exe (the host's python) while it is inside (CVE-2019-5736).
+    The process is made non-dumpable first so that nothing in the container without
+    CAP_SYS_PTRACE can ptrace it or open its /proc/<pid>/exe while it is inside; that link
+    leads to the sealed copy of the interpreter, never the host's file (drivers/exeseal.py,
+    CVE-2019-5736).
     """
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     _install_stdio(stdio)
@@ -619,8 +621,9 @@ def _become_reaper(sync):
     process stays pid 1, hands every signal on to it, reaps every orphan, and exits with the
     command's status (128 + the signal when it was killed). Only the child returns.
 
-    pid 1 is made non-dumpable, so nothing in the container can ptrace it or open its
-    /proc/1/exe (the host's interpreter), the hazard of CVE-2019-5736."""
+    pid 1 is made non-dumpable, so nothing in the container without CAP_SYS_PTRACE can
+    ptrace it or open its /proc/1/exe; that is the sealed copy of the interpreter anyway
+    (drivers/exeseal.py), never the host's file, the hazard of CVE-2019-5736."""
     everything = signal.valid_signals()
     signal.pthread_sigmask(signal.SIG_BLOCK, everything)
     child = os.fork()
@@ -1188,9 +1191,13 @@ def _environment(env, home):
 
 
 def _make_workdir(cwd):
-    """setupWorkingDirectory: a missing workdir is created; one that is a file is an error."""
+    """setupWorkingDirectory: a missing workdir is created; one that is a file is an error.
+
+    It runs after pivot_root, so symlinks on the way resolve inside the container's root, as
+    dockerd's FollowSymlinkInScope does: `-w /wd/x` with an image's `/wd -> /data` makes
+    /data/x (makedirs alone would stop at the symlink whose target does not exist yet)."""
     try:
-        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.makedirs(os.path.realpath(cwd), 0o755, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ExecdriverError("Cannot mkdir: %s is not a directory" % cwd)
     except OSError as err:

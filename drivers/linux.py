@@ -6,16 +6,21 @@ in 3.12, so the daemon binds them from libc itself. Every call raises OSError wi
 a message naming the call and its arguments, like Go's syscall errors wrapped by Docker.
 
 Where libc has a wrapper (mount, umount2, unshare, setns, sethostname, prctl) it is used, so
-no syscall number is needed; pivot_root, capset and bpf have none in glibc, so their numbers come
-from SYSCALLS, keyed by architecture (never assume x86_64).
+no syscall number is needed. pivot_root and bpf have none in glibc, and capget, capset and
+rt_sigaction are made raw too (glibc's sigaction refuses the signals it reserves), so their
+numbers come from drivers/syscalltable.py, the seccomp filter's tables, for the machine the
+daemon runs on (never assume x86_64).
 """
 import ctypes
 import ctypes.util
 import errno
 import fcntl
+import functools
 import os
 import platform
 import struct
+
+from drivers import syscalltable
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -62,24 +67,19 @@ PR_GET_NO_NEW_PRIVS = 39
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
-# System calls glibc has no wrapper for, by machine (asm/unistd*.h of each architecture).
-SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "capget": 125, "rt_sigaction": 13, "bpf": 321},
-    "aarch64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134, "bpf": 280},
-    "armv7l": {"pivot_root": 218, "capset": 185, "capget": 184, "rt_sigaction": 174, "bpf": 386},
-    "ppc64le": {"pivot_root": 203, "capset": 184, "capget": 183, "rt_sigaction": 173, "bpf": 361},
-    "s390x": {"pivot_root": 217, "capset": 185, "capget": 184, "rt_sigaction": 174, "bpf": 351},
-    "riscv64": {"pivot_root": 41, "capset": 91, "capget": 90, "rt_sigaction": 134, "bpf": 280},
-}
-
-
 def syscall_number(name):
     """The number of system call `name` on this machine; refuse an unknown architecture."""
     machine = platform.machine()
     try:
-        return SYSCALLS[machine][name]
+        return _machine_syscalls()[name]
     except KeyError:
         raise OSError(errno.ENOSYS, "no syscall number for %s on %s" % (name, machine)) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _machine_syscalls():
+    """This machine's table, read once (capset runs at every exec)."""
+    return syscalltable.machine_syscall_numbers(platform.machine())
 
 
 def _check(result, what):

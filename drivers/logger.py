@@ -237,10 +237,18 @@ class LogFile(object):
         self._size = os.fstat(self._fd).st_size
 
     def write(self, record):
-        """Append one record; an OSError (a full disk) is the caller's to report."""
+        """Append one whole record, or nothing. On a full disk the part that was written is
+        cut off again (a torn line would swallow the next record once there is room) and
+        OSError(ENOSPC, "no space left on device") is the caller's to report."""
         if self.max_size != -1 and self._size >= self.max_size:
             self._rotate()
-        os.write(self._fd, record)
+        view = memoryview(record)
+        try:
+            while view:   # a full disk first answers with a short write, then ENOSPC
+                view = view[os.write(self._fd, view):]
+        except OSError as err:
+            os.ftruncate(self._fd, self._size)
+            raise OSError(err.errno, os.strerror(err.errno).lower(), self.path) from None
         self._size += len(record)
 
     def _rotate(self):

@@ -20,7 +20,10 @@ Monitors are forked from the fork server: forking the daemon itself is unsafe (i
 threads) and starting a new interpreter per container costs ~0.1 s, so the daemon starts one
 small interpreter at boot that imports this module and nothing else, and forks a monitor for
 each container from it: a start costs a fork, and a monitor costs only what this lean process
-holds (the daemon's API, registry and image code are not in it).
+holds (the daemon's API, registry and image code are not in it). That interpreter is started
+from a sealed memfd copy of the host's (drivers/exeseal.py), so that no process a container
+can see (a monitor's exec helper, a container's init before its execve, the --init reaper) has
+the host's interpreter file behind its /proc/<pid>/exe (CVE-2019-5736).
 
 The on-disk protocol, in the state directory the daemon names (one per container, one per
 exec instance, under the exec root):
@@ -69,7 +72,7 @@ import termios
 import threading
 import time
 
-from drivers import execdriver, linux, logger, proxy
+from drivers import execdriver, exeseal, linux, logger, proxy
 
 PID_FILE = "monitor.pid"
 STATE_FILE = "state.json"
@@ -116,18 +119,21 @@ class MonitorError(Exception):
 
 def start_fork_server():
     """Start the spawner of monitors (call it once at boot); see ForkServer."""
-    return ForkServer()
+    return ForkServer(exeseal.sealed_interpreter())
 
 
-def _launch_fork_server():
+def _launch_fork_server(interpreter):
     """A fresh interpreter (thread-free whatever the daemon runs) that imports only this
-    module and serves forks on a socket; (its pid, our end of the socket)."""
+    module and serves forks on a socket; (its pid, our end of the socket).
+
+    interpreter is the sealed copy of sys.executable (an exeseal.SealedExecutable); argv[0]
+    stays sys.executable, from which Python finds its standard library."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         theirs.set_inheritable(True)
         code = ("import sys; sys.path.insert(0, %r); from drivers import monitor; "
                 "monitor.serve_forks(%d)" % (_PROJECT_ROOT, theirs.fileno()))
-        pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code],
+        pid = os.posix_spawn(interpreter.path, [sys.executable, "-I", "-S", "-c", code],
                              os.environ)
     except BaseException:
         ours.close()
@@ -141,12 +147,14 @@ class ForkServer(object):
     """The daemon's handle on the fork server; safe to use from many threads.
 
     The fork server exits when the daemon closes its socket or dies; should it die first,
-    the next spawn starts a new one (posix_spawn is safe in a threaded process).
+    the next spawn starts a new one (posix_spawn is safe in a threaded process), from the
+    same sealed interpreter, which the ForkServer owns.
     """
 
-    def __init__(self):
+    def __init__(self, interpreter):
         self._lock = threading.Lock()
-        self.pid, self._sock = _launch_fork_server()
+        self._interpreter = interpreter
+        self.pid, self._sock = _launch_fork_server(interpreter)
 
     def spawn_monitor(self, state_dir, command, log_driver="json-file", log_opts=None,
                       log_path="", log_info=None, start=True):
@@ -198,13 +206,14 @@ class ForkServer(object):
                 self._sock.sendmsg([b"spawn"], message)
             except OSError:  # it died: reap it and start another
                 self._stop()
-                self.pid, self._sock = _launch_fork_server()
+                self.pid, self._sock = _launch_fork_server(self._interpreter)
                 self._sock.sendmsg([b"spawn"], message)
 
     def close(self):
         """Stop the fork server (monitors it spawned keep running)."""
         with self._lock:
             self._stop()
+            self._interpreter.close()
 
     def _stop(self):
         self._sock.close()
@@ -281,7 +290,7 @@ class Monitor(object):
                 time.sleep(0.01)
 
     def is_alive(self):
-        return _pid_file_matches(self.state_dir)
+        return alive(self.state_dir)
 
     def _checked(self, request, fds=()):
         reply = self._request(request, fds=fds)
@@ -321,6 +330,11 @@ def adopt(state_dir):
     return monitor
 
 
+def alive(state_dir):
+    """Whether the monitor recorded in state_dir still runs (pid and start time)."""
+    return _pid_file_matches(state_dir)
+
+
 def read_state(state_dir):
     """The state file's content ({} if there is none yet)."""
     try:
@@ -334,7 +348,22 @@ def kill_orphan(state_dir, signum=signal.SIGKILL):
     """Signal a process whose monitor died, if it is still the same process (pid and start
     time, as 1.8.2's Terminate checked). Returns whether it was signalled."""
     state = read_state(state_dir)
-    pid, start_time = state.get("pid"), state.get("start_time")
+    return _signal_if_same(state.get("pid"), state.get("start_time"), signum)
+
+
+def kill_leftovers(state_dir):
+    """SIGKILL for a monitor and its process that no container may own any more (a restarted
+    daemon found the start half done, or the container gone), each only while it is still the
+    process recorded; the process first, so it never outlives its monitor unwatched. Returns
+    whether anything was signalled.
+
+    A monitor killed before it let its process execve takes that process with it: the process
+    waits at the gate on a socket only the monitor holds, and gives up when it closes."""
+    killed = kill_orphan(state_dir)
+    return _signal_if_same(*_recorded_monitor(state_dir), signal.SIGKILL) or killed
+
+
+def _signal_if_same(pid, start_time, signum):
     if not pid or start_time is None or process_start_time(pid) != start_time:
         return False
     try:
@@ -355,12 +384,18 @@ def process_start_time(pid):
 
 
 def _pid_file_matches(state_dir):
+    pid, start_time = _recorded_monitor(state_dir)
+    return pid is not None and process_start_time(pid) == start_time
+
+
+def _recorded_monitor(state_dir):
+    """(pid, start time) from monitor.pid, or (None, None) while there is none."""
     try:
         with open(os.path.join(state_dir, PID_FILE)) as f:
             pid, start_time = (int(field) for field in f.read().split())
     except (OSError, ValueError):
-        return False
-    return process_start_time(pid) == start_time
+        return None, None
+    return pid, start_time
 
 
 def _connect(state_dir):
@@ -667,10 +702,8 @@ class _Monitor(object):
             return {"error": "the process has no tty"}
         if self.stdio.stdin is None:
             return {"error": "the process's tty is closed"}
-        # A winsize holds 16-bit sizes: any other number wraps, as Go's uint16() does in
-        # runc's console.Resize, rather than failing here where it would end the monitor.
-        fcntl.ioctl(self.stdio.stdin, termios.TIOCSWINSZ, struct.pack(
-            "HHHH", int(size["height"]) & 0xFFFF, int(size["width"]) & 0xFFFF, 0, 0))
+        fcntl.ioctl(self.stdio.stdin, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", int(size["height"]), int(size["width"]), 0, 0))
         return {"ok": True}
 
     # -- the loop -----------------------------------------------------------------------------

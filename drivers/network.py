@@ -35,7 +35,7 @@ import re
 import socket
 import threading
 
-from drivers import (bridge, errdefs, ioutils, ipam, iptables, jsontypes, links, netlink, portmapper,
+from drivers import (bridge, errdefs, ioutils, ipam, iptables, links, netlink, portmapper,
                      sandbox)
 
 log = logging.getLogger("pydockerd")
@@ -57,30 +57,6 @@ BRIDGE_OPTIONS = (BRIDGE_NAME_OPTION, MTU_OPTION, ICC_OPTION, MASQ_OPTION, HOST_
 VALID_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # How often an ephemeral host port is tried again when another program holds it.
 EPHEMERAL_TRIES = 10
-
-# The request bodies' types (drivers/jsontypes.py), as dockerd's structs declare them.
-ENDPOINT_SETTINGS = {"IPAMConfig": {"IPv4Address": "string", "IPv6Address": "string",
-                                    "LinkLocalIPs": "[]string"},
-                     "Links": "[]string", "Aliases": "[]string", "MacAddress": "string",
-                     "DriverOpts": "map[string]string", "NetworkID": "string", "EndpointID": "string"}
-NETWORK_CREATE = {"Name": "string", "CheckDuplicate": "bool", "Driver": "string", "Scope": "string",
-                  "EnableIPv6": "bool", "Internal": "bool", "Attachable": "bool", "Ingress": "bool",
-                  "ConfigOnly": "bool", "ConfigFrom": {"Network": "string"},
-                  "Options": "map[string]string", "Labels": "map[string]string",
-                  "IPAM": {"Driver": "string", "Options": "map[string]string",
-                           "Config": [{"Subnet": "string", "IPRange": "string", "Gateway": "string",
-                                       "AuxiliaryAddresses": "map[string]string"}]}}
-NETWORK_CONNECT = {"Container": "string", "EndpointConfig": ENDPOINT_SETTINGS}
-NETWORK_DISCONNECT = {"Container": "string", "Force": "bool"}
-CONTAINER_NETWORKING = {
-    "Config": {"MacAddress": "string", "ExposedPorts": {"*": {}}},
-    "HostConfig": {"NetworkMode": "string", "PublishAllPorts": "bool", "Links": "[]string",
-                   "Dns": "[]string", "DnsSearch": "[]string", "DnsOptions": "[]string",
-                   "ExtraHosts": "[]string",
-                   "PortBindings": {"*": [{"HostIp": "string", "HostPort": "string"}]}},
-    "NetworkingConfig": {"EndpointsConfig": {"*": ENDPOINT_SETTINGS}},
-}
-
 
 def now_rfc3339():
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
@@ -424,7 +400,6 @@ class Controller(object):
 
     def create_network(self, request):
         """NetworkCreate: a user-defined bridge network on a Linux bridge of its own."""
-        jsontypes.check(request, NETWORK_CREATE, "NetworkCreateRequest")
         name = request.get("Name") or ""
         self._check_create_request(name, request)
         with self.lock:
@@ -602,8 +577,6 @@ class Controller(object):
         The networks the container will join are recorded (with what the request asked of
         each: --ip, --network-alias, --mac-address); addresses come at start.
         """
-        jsontypes.check({"Config": config, "HostConfig": host_config,
-                         "NetworkingConfig": networking_config}, CONTAINER_NETWORKING, "ContainerCreate")
         mode = host_config.get("NetworkMode") or "default"
         requested = (networking_config or {}).get("EndpointsConfig") or {}
         if len(requested) > 1:
@@ -997,9 +970,19 @@ class Controller(object):
                 self._start_dns(container, box)
             box.joined = alive
 
-    def forget(self, container, children):
+    def allocated_settings(self, container):
+        """The NetworkSettings of a start in progress, once allocate() has taken its addresses,
+        endpoints and host ports: the daemon records them before join() makes any interface
+        or rule, so that forget() can give back what a start cut short by a crash took."""
+        with self.lock:
+            return self._running_settings(container, self.sandboxes[container.id])
+
+    def forget(self, container, children, settings=None):
         """A container that died while the daemon was down: the rules, veth and settings the
-        previous daemon made for it go (each only where it is still present)."""
+        previous daemon made for it go (each only where it is still present). settings, if
+        given, are what a start cut short had taken (allocated_settings), instead of the
+        container's own."""
+        container.network_settings = settings or container.network_settings
         self.restore(container, None, children, alive=False)
         self.release(container)
 

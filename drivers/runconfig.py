@@ -8,6 +8,7 @@ rlimits and sysctls. This module is that middle layer, with dockerd's messages:
     adapt(host_config, features)                 defaults dockerd writes into the HostConfig at
                                                  create (MemorySwap twice Memory, CpuShares
                                                  clamped), with their warnings
+    verify_config(config, parse_signal)          the Config's environment and stop signal
     verify(host_config, features, ...)           every limit and hardening option checked;
                                                  InvalidParameter (400) for what cannot work,
                                                  warnings for what works with a caveat
@@ -60,6 +61,17 @@ CAP_SYS_RESOURCE = execdriver.CAPABILITIES.index("CAP_SYS_RESOURCE")
 DEVICE_CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
 
 
+def verify_config(config, parse_signal):
+    """verifyContainerSettings for the Config: every environment entry names a variable
+    (opts.ValidateEnv), the stop signal is one (`parse_signal` raises for an unknown name).
+    dockerd refuses these at create; started, they would fail or be ignored."""
+    for entry in config.get("Env") or []:
+        if not entry.partition("=")[0]:
+            raise InvalidParameter("invalid environment variable: %s" % entry)
+    if config.get("StopSignal"):
+        parse_signal(config["StopSignal"])
+
+
 def adapt(host_config, features):
     """adaptContainerSettings: the defaults dockerd stores in the HostConfig; the warnings."""
     warnings = []
@@ -80,7 +92,6 @@ def verify(host_config, features, update=False):
     """verifyPlatformContainerResources: refuse the limits this host cannot enforce or the
     kernel would refuse; the warnings for the client. With update, the checks of `docker
     update` (zero means "unchanged")."""
-    _check_types(host_config)
     warnings = _verify_memory(host_config, features, update)
     _verify_cpu(host_config, features)
     _verify_blkio(host_config, features)
@@ -96,20 +107,6 @@ def verify(host_config, features, update=False):
         if host_config.get(key):
             raise InvalidParameter("Invalid QoS settings: linux does not support %s" % what)
     return warnings
-
-
-_INT_KEYS = ("Memory", "MemorySwap", "MemoryReservation", "KernelMemory", "KernelMemoryTCP",
-             "CpuShares", "NanoCpus", "CpuPeriod", "CpuQuota", "PidsLimit", "BlkioWeight",
-             "OomScoreAdj", "ShmSize", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpuCount",
-             "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "MemorySwappiness")
-
-
-def _check_types(host_config):
-    for key in _INT_KEYS:
-        value = host_config.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidParameter("json: cannot unmarshal %s into Go struct field "
-                                   "HostConfig.%s of type int64" % (type(value).__name__, key))
 
 
 def _unsupported(what):
@@ -412,7 +409,7 @@ def verify_hardening(host_config, default_ulimits):
     for key in ("CapAdd", "CapDrop"):
         for name in host_config.get(key) or []:
             if normalize_capability(name) is None:
-                raise InvalidParameter('unknown capability: "%s"' % name)
+                raise InvalidParameter('invalid %s: unknown capability: "%s"' % (key, name))
     for option in host_config.get("SecurityOpt") or []:
         check_security_opt(option)
     score = host_config.get("OomScoreAdj") or 0

@@ -151,7 +151,7 @@ def port_bindings(config, host_config):
     (PublishAllPorts), an ephemeral one for each exposed port that has none."""
     wanted = dict(host_config.get("PortBindings") or {})
     if host_config.get("PublishAllPorts"):
-        for key in (config.get("ExposedPorts") or {}):
+        for key in exposed_ports(config):
             if not wanted.get(key):
                 wanted[key] = [{"HostIp": "", "HostPort": ""}]
     bindings = []
@@ -170,9 +170,23 @@ def port_bindings(config, host_config):
     return bindings
 
 
+def exposed_ports(config):
+    """Config.ExposedPorts' keys that name a port. Nothing checks them at create (an image's
+    EXPOSE put them there), and dockerd's nat.Port.Int() reads a malformed one as port 0,
+    which is never published: such a key is skipped, never a failed start."""
+    keys = []
+    for key in config.get("ExposedPorts") or {}:
+        try:
+            parse_port_key(key)
+        except errdefs.InvalidParameter:
+            continue
+        keys.append(key)
+    return keys
+
+
 def exposed_port_keys(config, host_config):
     """The keys NetworkSettings.Ports lists: exposed and published ports ("80/tcp")."""
-    keys = set(config.get("ExposedPorts") or {}) | set(host_config.get("PortBindings") or {})
+    keys = set(exposed_ports(config)) | set(host_config.get("PortBindings") or {})
     return sorted("%d/%s" % parse_port_key(key) for key in keys)
 
 

@@ -7,6 +7,12 @@ headers (asm/unistd_64.h, unistd_32.h, unistd_x32.h; asm-generic/unistd.h as arm
 it) and extended with the calls every ABI gained since (451 cachestat .. 467
 open_tree_attr); tests/test_seccomp.py checks them against the host's headers. x32 numbers
 are listed without __X32_SYSCALL_BIT, which syscall_numbers adds.
+
+The daemon's own raw syscalls (drivers/linux.py: pivot_root, capget, capset, rt_sigaction, bpf
+have no glibc wrapper) take their numbers from here too, by machine (machine_syscall_numbers):
+the native ABI's table where there is one (riscv64 numbers its calls from asm-generic/unistd.h,
+as aarch64 does); on the machines with no whole table (no seccomp filter there), just those
+few calls, from each one's asm/unistd.h.
 """
 
 X32_SYSCALL_BIT = 0x40000000
@@ -215,6 +221,17 @@ _TABLES = {"x86_64": (_X86_64, 0), "x32": (_X32, X32_SYSCALL_BIT), "i386": (_I38
            "aarch64": (_AARCH64, 0)}
 
 
+# uname -m -> the ABI of the table its own processes use.
+_MACHINE_ABIS = {"x86_64": "x86_64", "aarch64": "aarch64", "riscv64": "aarch64"}
+
+# The calls drivers/linux.py makes through syscall(2), on machines with no whole table.
+_DAEMON_CALLS = {
+    "armv7l": {"rt_sigaction": 174, "capget": 184, "capset": 185, "pivot_root": 218, "bpf": 386},
+    "ppc64le": {"rt_sigaction": 173, "capget": 183, "capset": 184, "pivot_root": 203, "bpf": 361},
+    "s390x": {"rt_sigaction": 174, "capget": 184, "capset": 185, "pivot_root": 217, "bpf": 351},
+}
+
+
 def syscall_numbers(abi):
     """{name: number} for one ABI ("x86_64", "x32", "i386", "aarch64"), or {} if unknown."""
     if abi not in _TABLES:
@@ -229,3 +246,11 @@ def syscall_numbers(abi):
             numbers[token] = base + next_number
         next_number += 1
     return numbers
+
+
+def machine_syscall_numbers(machine):
+    """{name: number} for the processes of a machine (platform.machine()): its ABI's whole
+    table, or only the daemon's own calls where there is none; {} for an unknown machine."""
+    if machine in _MACHINE_ABIS:
+        return syscall_numbers(_MACHINE_ABIS[machine])
+    return dict(_DAEMON_CALLS.get(machine, {}))

@@ -16,16 +16,21 @@ entries. Within a repository a key with a colon is a digest (`sha256:...`, a dig
 always has one), any other key is a tag (tags cannot contain a colon).
 
 The file is rewritten whole on every change, atomically, so a crash leaves either the old or
-the new store and never half of one. The daemon serves requests on many threads, so every
-read and write holds the store's lock.
+the new store and never half of one; a temporary file a kill left beside it is removed (and
+logged) at start-up. A change that cannot be written (a full disk) is not made in memory
+either. The daemon serves requests on many threads, so every read and write holds the
+store's lock.
 """
 import json
+import logging
 import os
 import threading
 
-from drivers.errdefs import Conflict, InvalidParameter
+from drivers.errdefs import Conflict, InvalidParameter, System
 from drivers.ioutils import atomic_write_file
 from drivers.reference import Reference
+
+log = logging.getLogger("pydockerd.graph")
 
 DIGEST_ALGORITHM = "sha256"
 
@@ -52,9 +57,19 @@ class TagStore(object):
     def __init__(self, path):
         self.path = path
         self._lock = threading.Lock()
+        self._remove_temporary_files()
         self._repositories = self._load()
         if not os.path.exists(path):
-            self._save()  # NewTagStore writes an empty store, so the file exists from the first boot
+            # NewTagStore writes an empty store, so the file exists from the first boot.
+            self._save(self._repositories)
+
+    def _remove_temporary_files(self):
+        """The ".<name>.*" files atomic_write_file() makes beside the store and a kill left."""
+        directory, prefix = os.path.dirname(self.path) or ".", "." + os.path.basename(self.path) + "."
+        for name in os.listdir(directory):
+            if name.startswith(prefix):
+                log.warning("removing %s, a tag store a killed daemon was writing", name)
+                os.unlink(os.path.join(directory, name))
 
     def _load(self):
         try:
@@ -66,9 +81,15 @@ class TagStore(object):
             raise ValueError("Error loading tag store %s: %s" % (self.path, err)) from None
         return content.get("Repositories") or {}
 
-    def _save(self):
-        data = json.dumps({"Repositories": self._repositories}, sort_keys=True).encode("utf-8")
-        atomic_write_file(self.path, data, 0o600)
+    def _save(self, repositories):
+        """Write `repositories` and make it the store's: memory changes only once the disk has."""
+        data = json.dumps({"Repositories": repositories}, sort_keys=True).encode("utf-8")
+        try:
+            atomic_write_file(self.path, data, 0o600)
+        except OSError as err:
+            raise System("failed to write the tag store %s: %s" % (
+                self.path, os.strerror(err.errno).lower() if err.errno else err)) from err
+        self._repositories = repositories
 
     def add(self, ref, image_id, force=False):
         """AddTag: point ref's tag at `image_id`.
@@ -105,8 +126,15 @@ class TagStore(object):
             self._set(ref.name, ref.digest, image_id)
 
     def _set(self, name, key, image_id):
-        self._repositories.setdefault(name, {})[key] = image_id
-        self._save()
+        repositories, repository = self._copy_with(name)
+        repository[key] = image_id
+        self._save(repositories)
+
+    def _copy_with(self, name):
+        """A copy of the store to change, and in it a copy of repository `name` (new if absent)."""
+        repositories = dict(self._repositories)
+        repository = repositories[name] = dict(repositories.get(name, {}))
+        return repositories, repository
 
     def get(self, ref):
         """Get: the image ID `ref` points at, or None. A reference without a tag means `latest`."""
@@ -118,12 +146,12 @@ class TagStore(object):
         """Delete: drop one tag or digest; an emptied repository goes too. False if absent."""
         ref = ref.with_default_tag()
         with self._lock:
-            repository = self._repositories.get(ref.name, {})
+            repositories, repository = self._copy_with(ref.name)
             if repository.pop(_key_of(ref), None) is None:
                 return False
             if not repository:
-                del self._repositories[ref.name]
-            self._save()
+                del repositories[ref.name]
+            self._save(repositories)
             return True
 
     def references(self, image_id):

@@ -995,9 +995,11 @@ def remove_mount_points(service, container_id, mount_points, remove_anonymous):
 
 
 def _remove_quietly(service, name):
+    """Remove a volume unless another container uses it; one already gone is fine (a removal
+    finished at boot may have got that far before the crash)."""
     try:
         service.remove(name)
-    except errdefs.Conflict:
+    except (errdefs.Conflict, NotFound):
         pass
     except errdefs.DockerError as err:
         log.error("Error removing volume %s: %s", name, err)

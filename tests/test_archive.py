@@ -63,6 +63,10 @@ def apply(dest, tar_bytes, mode="delete"):
     return archive.apply_layer(str(dest), io.BytesIO(tar_bytes), whiteout_mode=mode)
 
 
+def untar(dest, tar_bytes):
+    archive.untar(str(dest), io.BytesIO(tar_bytes))
+
+
 @pytest.fixture
 def layer(tmp_path):
     """The layer directory; its sibling `victim` is what breakouts aim at."""
@@ -463,27 +467,77 @@ def test_symlink_from_a_parent_layer_is_resolved_inside_the_layer(layer, tmp_pat
     assert (layer / "victim/file").read_bytes() == b"contained"
 
 
-def test_absolute_symlink_parent_stays_inside_the_layer(layer):
+def test_absolute_symlink_parent_stays_inside_the_root_in_untar(layer):
     unique = "pydockerd-archive-test-%s" % uuid.uuid4().hex
-    apply(layer, make_tar(symlink("link", "/tmp"), entry("link/" + unique, data=b"x")))
+    untar(layer, make_tar(symlink("link", "/tmp"), entry("link/" + unique, data=b"x")))
     assert not os.path.lexists("/tmp/" + unique)
     assert (layer / "tmp" / unique).read_bytes() == b"x"
 
 
-def test_symlink_chain_through_root_stays_inside_the_layer(layer, tmp_path):
+def test_layer_writing_through_its_own_symlink_is_refused(layer):
+    """Issue 10's finding: `a -> /etc` then `a/passwd` was accepted."""
+    passwd = open("/etc/passwd", "rb").read()
+    tar = make_tar(symlink("a", "/etc"), entry("a/passwd", data=b"root::0:0::/:/bin/sh\n"))
+    with pytest.raises(archive.ArchiveError, match='"a/passwd".*through the symlink "a"'):
+        apply(layer, tar)
+    assert not (layer / "etc").exists()
+    assert open("/etc/passwd", "rb").read() == passwd
+
+
+def test_layer_through_a_symlink_of_a_lower_layer_is_still_followed_inside(layer):
+    """Only the layer's own symlinks are refused: /var/run -> /run from below is normal."""
+    os.symlink("/run", str(layer / "var-run"))
+    apply(layer, make_tar(entry("var-run/file", data=b"x")))
+    assert (layer / "run" / "file").read_bytes() == b"x"
+
+
+def test_symlink_chain_through_root_stays_inside_the_root_in_untar(layer, tmp_path):
     host_dir = tmp_path / "victim"
     tar = make_tar(symlink("symlink2", "/../../../../.."),
                    symlink("symlink", "symlink2" + str(host_dir)),
                    entry("symlink/inject", data=b"x"))
-    apply(layer, tar)
+    untar(layer, tar)
     assert outside_is_untouched(tmp_path)
     assert (layer / str(host_dir).lstrip("/") / "inject").read_bytes() == b"x"
+
+
+def test_layer_symlink_chain_is_refused(layer, tmp_path):
+    tar = make_tar(directory("d"), symlink("d/up", ".."), entry("d/up/d/up/d/up/escape", data=b"x"))
+    with pytest.raises(archive.ArchiveError, match='through the symlink "d/up"'):
+        apply(layer, tar)
+    assert outside_is_untouched(tmp_path)
+    assert not (layer / "escape").exists()
 
 
 def test_symlink_loop_is_refused(layer):
     tar = make_tar(symlink("a", "b"), symlink("b", "a"), entry("a/file"))
     with pytest.raises(archive.ArchiveError, match="too many levels of symbolic links"):
+        untar(layer, tar)
+    with pytest.raises(archive.ArchiveError, match='through the symlink "a"'):
         apply(layer, tar)
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "hardlink"])
+def test_layer_repeating_an_entry_is_refused(layer, kind):
+    """Issue 10's finding: a repeated entry was accepted, and the later one silently won."""
+    second = {"file": entry("etc/passwd", data=b"evil"), "symlink": symlink("etc/passwd", "/x"),
+              "hardlink": hardlink("etc/passwd", "etc/group")}[kind]
+    tar = make_tar(directory("etc"), entry("etc/group", data=b"g"),
+                   entry("etc/passwd", data=b"good"), second)
+    with pytest.raises(archive.ArchiveError, match='"etc/passwd" appears twice'):
+        apply(layer, tar)
+
+
+def test_layer_repeating_a_directory_merges(layer):
+    apply(layer, make_tar(directory("d"), entry("d/a", data=b"a"), directory("d", mode=0o700),
+                          entry("d/b", data=b"b")))
+    assert sorted(os.listdir(str(layer / "d"))) == ["a", "b"]
+    assert stat.S_IMODE(os.stat(str(layer / "d")).st_mode) == 0o700
+
+
+def test_untar_repeating_an_entry_keeps_the_last_as_go_does(layer):
+    untar(layer, make_tar(entry("f", data=b"first"), entry("f", data=b"second")))
+    assert (layer / "f").read_bytes() == b"second"
 
 
 def test_file_over_a_symlink_replaces_only_the_link(layer, tmp_path):
@@ -515,6 +569,8 @@ def test_hard_link_through_a_symlinked_parent_stays_inside(layer, tmp_path):
     (tmp_path / "victim" / "hello").write_bytes(b"secret")
     tar = make_tar(symlink("root", "/"), hardlink("link", "root" + str(tmp_path / "victim/hello")))
     with pytest.raises(archive.ArchiveError, match="No such file or directory"):
+        untar(layer, tar)
+    with pytest.raises(archive.ArchiveError, match='through the symlink "root"'):
         apply(layer, tar)
     assert os.stat(str(tmp_path / "victim" / "hello")).st_nlink == 1
 

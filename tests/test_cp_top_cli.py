@@ -11,8 +11,7 @@ import uuid
 
 import pytest
 
-import pydockerd
-from drivers import containerarchive
+from drivers import containerarchive, top
 # Fixtures: pytest finds them by name in this module (the module's daemon, cleaned after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
 from containers_support import err, out, run_detached
@@ -314,12 +313,12 @@ def test_parse_ps_output_keeps_the_container_rows_and_their_threads():
               "root 11 - other thing\n"
               "- - 11 -\n"
               "root 12 - sh -c x y\n")
-    listed = pydockerd.parse_ps_output(output, {10, 12})
+    listed = top.parse_ps_output(output, {10, 12})
     assert listed == {"Titles": ["USER", "PID", "TID", "CMD"],
                       "Processes": [["root", "10", "-", "sleep 1"], ["-", "-", "10", "-"],
                                     ["root", "12", "-", "sh -c x y"]]}
     with pytest.raises(Exception, match="Couldn't find PID field"):
-        pydockerd.parse_ps_output("USER CMD\n", {1})
+        top.parse_ps_output("USER CMD\n", {1})
 
 
 def test_path_helpers():

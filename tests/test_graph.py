@@ -15,10 +15,11 @@ import tarfile
 
 import pytest
 
-from drivers import graph as graphmod
-from drivers import graphdriver, linux
+from drivers import graphdriver, image, linux, tarexport
+from drivers import layer as layermod
 from drivers.errdefs import Conflict, InvalidParameter, NotFound, System
-from drivers.graph import Graph, Timestamp, container_config_shape, glob_match
+from drivers.graph import Graph, glob_match
+from drivers.image import Timestamp, container_config_shape
 from drivers.reference import parse_normalized_named
 from drivers.tags import TagStore
 
@@ -498,7 +499,7 @@ def test_load_reports_progress_per_new_layer_like_dockerd(env):
     assert reports[-1] == {
         "status": "Loading layer", "progressDetail": {"current": len(BASE), "total": len(BASE)},
         "progress": "[==================================================>]  %s/%s" % (
-            graphmod.human_size(len(BASE)), graphmod.human_size(len(BASE))),
+            tarexport.human_size(len(BASE)), tarexport.human_size(len(BASE))),
         "id": diff_id(BASE)[7:19]}
 
 
@@ -627,7 +628,7 @@ def test_load_refuses_a_layer_count_mismatch(env):
 # ---------------------------------------------------------------------------------------------
 
 def test_register_layer_with_the_wrong_diff_id_leaves_nothing(env):
-    with pytest.raises(graphmod.InvalidDiffID):
+    with pytest.raises(layermod.InvalidDiffID):
         env.graph.register_layer(None, io.BytesIO(BASE), expected_diff_id=diff_id(SECOND))
     assert env.layerdb() == [] and env.driver_layers() == []
 
@@ -865,7 +866,7 @@ def test_delete_prunes_the_untagged_parent(env):
     child_id = committed_child(env, parent_id, "child")
     records = env.graph.delete("child")
     assert [record.get("Deleted") for record in records[1:]] == [
-        child_id, graphmod.chain_id(diff_id(BASE), diff_id(THIRD)), parent_id, diff_id(BASE)]
+        child_id, layermod.chain_id(diff_id(BASE), diff_id(THIRD)), parent_id, diff_id(BASE)]
     assert env.graph.images(all=True) == []
 
 
@@ -1095,7 +1096,7 @@ def test_a_full_disk_says_no_space_left_and_registers_nothing(tmp_path, driver_n
 # ---------------------------------------------------------------------------------------------
 
 def test_chain_id_of_a_base_layer_is_its_diff_id():
-    assert graphmod.chain_ids_of(["sha256:" + "a" * 64]) == ["sha256:" + "a" * 64]
+    assert layermod.chain_ids_of(["sha256:" + "a" * 64]) == ["sha256:" + "a" * 64]
 
 
 def test_timestamp_round_trips_rfc3339nano():
@@ -1116,7 +1117,7 @@ def test_container_config_shape_orders_fields_like_go():
 
 
 def test_go_json_escapes_html_characters():
-    assert graphmod.go_json({"a": "<&>"}) == b'{"a":"\\u003c\\u0026\\u003e"}'
+    assert image.go_json({"a": "<&>"}) == b'{"a":"\\u003c\\u0026\\u003e"}'
 
 
 def test_glob_match_is_go_path_match():
@@ -1129,9 +1130,9 @@ def test_glob_match_is_go_path_match():
 
 
 def test_human_size_matches_go_units():
-    assert graphmod.human_size(2048) == "2.048kB"
-    assert graphmod.human_size(512) == "512B"
-    assert graphmod.human_size(1984172) == "1.984MB"
+    assert tarexport.human_size(2048) == "2.048kB"
+    assert tarexport.human_size(512) == "512B"
+    assert tarexport.human_size(1984172) == "1.984MB"
 
 
 def test_tar_split_recorder_reproduces_pax_and_long_names(tmp_path):
@@ -1142,11 +1143,11 @@ def test_tar_split_recorder_reproduces_pax_and_long_names(tmp_path):
     (root / long_name).write_text("long")
     (root / "d" / "\u00e9").write_text("accent")
     split = str(tmp_path / "split.json.gz")
-    with graphmod.TarSplitRecorder(io.BytesIO(layer), split) as recorder:
+    with layermod.TarSplitRecorder(io.BytesIO(layer), split) as recorder:
         while recorder.read(7):
             pass
     out = io.BytesIO()
-    graphmod.assemble_tar(split, str(root), out)
+    layermod.assemble_tar(split, str(root), out)
     assert out.getvalue() == layer
 
 
@@ -1156,8 +1157,8 @@ def test_tar_split_assembly_refuses_to_follow_a_symlink_out_of_the_layer(tmp_pat
     root.mkdir()
     os.symlink("/etc", str(root / "etc"))
     split = str(tmp_path / "split.json.gz")
-    with graphmod.TarSplitRecorder(io.BytesIO(layer), split) as recorder:
+    with layermod.TarSplitRecorder(io.BytesIO(layer), split) as recorder:
         while recorder.read(1 << 20):
             pass
     with pytest.raises(System, match="cannot reassemble"):
-        graphmod.assemble_tar(split, str(root), io.BytesIO())
+        layermod.assemble_tar(split, str(root), io.BytesIO())

@@ -187,32 +187,4 @@ def test_network_settings_repeat_the_default_bridge_at_the_top_level():
     assert settings["Networks"]["bridge"] is bridge and settings["Ports"] == {"80/tcp": None}
 
 
-# ---- typed request bodies ------------------------------------------------------------------
-
-@pytest.mark.parametrize("body, message", [
-    ({"Name": 5}, "cannot unmarshal number into Go struct field NetworkCreateRequest.Name of type string"),
-    ({"Name": "n", "Internal": "false"},
-     "cannot unmarshal string into Go struct field NetworkCreateRequest.Internal of type bool"),
-    ({"Name": "n", "IPAM": {"Config": [{"Subnet": ["10.0.0.0/8"]}]}},
-     "cannot unmarshal array into Go struct field NetworkCreateRequest.IPAM.Config.Subnet of type string"),
-    ({"Name": "n", "Labels": {"a": 1}},
-     "cannot unmarshal object into Go struct field NetworkCreateRequest.Labels of type map[string]string"),
-])
-def test_network_create_bodies_are_typed_like_dockerds_structs(body, message):
-    from drivers import jsontypes, network
-    with pytest.raises(errdefs.InvalidParameter) as err:
-        jsontypes.check(body, network.NETWORK_CREATE, "NetworkCreateRequest")
-    assert str(err.value) == "json: " + message
-
-
-def test_port_bindings_and_endpoints_configs_are_typed_as_maps():
-    from drivers import jsontypes, network
-    good = {"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
-                           "PublishAllPorts": True},
-            "NetworkingConfig": {"EndpointsConfig": {"net": {"Aliases": ["a"]}}}}
-    jsontypes.check(good, network.CONTAINER_NETWORKING, "ContainerCreate")
-    for bad in ({"HostConfig": {"PublishAllPorts": "false"}},
-                {"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": 8080}]}}},
-                {"NetworkingConfig": {"EndpointsConfig": {"net": {"Aliases": "a"}}}}):
-        with pytest.raises(errdefs.InvalidParameter):
-            jsontypes.check(bad, network.CONTAINER_NETWORKING, "ContainerCreate")
+# (typed request bodies: tests/test_apitypes.py)

@@ -874,6 +874,28 @@ def test_unknown_network_is_refused_at_run(daemon):
     assert out(daemon.docker("ps", "-q")) == ""
 
 
+def test_start_with_an_unknown_network_is_a_404_as_in_dockerd(daemon):
+    body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "600"],
+                       "HostConfig": {"NetworkMode": "nonet"}})
+    created = daemon.request("POST", "/containers/create", body,
+                             {"Content-Type": "application/json"})
+    assert created.status == 201
+    started = daemon.request("POST", "/containers/%s/start" % created.json()["Id"])
+    assert (started.status, started.json()) == (404, {"message": "network nonet not found"})
+
+
+def test_an_exposed_key_that_is_no_port_is_skipped_as_dockerd_does(daemon):
+    body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "600"],
+                       "ExposedPorts": {"a": {}, "80/sctp": {}, "81/tcp": {}},
+                       "HostConfig": {"PublishAllPorts": True}})
+    created = daemon.request("POST", "/containers/create", body,
+                             {"Content-Type": "application/json"})
+    name = created.json()["Id"]
+    assert daemon.request("POST", "/containers/%s/start" % name).status == 204
+    ports = json.loads(out(daemon.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", name)))
+    assert list(ports) == ["81/tcp"] and ports["81/tcp"][0]["HostPort"].isdigit()
+
+
 def test_unknown_network_is_refused_by_the_network_commands(daemon):
     daemon.docker("create", "--name", "roamer", *SLEEP)
     assert "network nonet not found" in refused(daemon, "network", "connect", "nonet", "roamer")

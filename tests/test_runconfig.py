@@ -47,7 +47,6 @@ def refused(host_config, features=EVERYTHING, update=False):
     ({"CpuRealtimeRuntime": 10}, "pydockerd does not support real-time CPU scheduling"),
     ({"CpuCount": 2}, "Invalid QoS settings: linux does not support CPU count"),
     ({"IOMaximumIOps": 2}, "Maximum IO Bandwidth or Maximum IO IOps"),
-    ({"Memory": "32m"}, "cannot unmarshal str into Go struct field HostConfig.Memory"),
 ])
 def test_refusals_with_dockerd_words(host_config, message):
     assert message in refused(host_config)

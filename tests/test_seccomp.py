@@ -10,13 +10,14 @@ busybox's whole applet set, --cap-add, profile files, malformed ones, unconfined
 import errno
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
 
 import pytest
 
-from drivers import runconfig, seccomp, syscalltable
+from drivers import linux, runconfig, seccomp, syscalltable
 from drivers.errdefs import InvalidParameter
 # Fixtures: pytest finds them by name in this module (every container goes after each test).
 from containers_support import busybox_archive, daemon, no_containers_left  # noqa: F401
@@ -234,6 +235,21 @@ def test_the_syscall_tables_agree_with_the_hosts_kernel_headers():
         base = syscalltable.X32_SYSCALL_BIT if abi == "x32" else 0
         table = syscalltable.syscall_numbers(abi)
         assert {n: table.get(n) for n in listed} == {n: base + int(v) for n, v in listed.items()}
+
+
+
+def test_the_daemons_raw_syscalls_are_numbered_on_every_machine_it_knows():
+    """drivers/linux.py takes pivot_root, capget, capset, rt_sigaction and bpf from these tables."""
+    raw = ("pivot_root", "capget", "capset", "rt_sigaction", "bpf")
+    for machine in ("x86_64", "aarch64", "riscv64", "armv7l", "ppc64le", "s390x"):
+        assert set(raw) <= set(syscalltable.machine_syscall_numbers(machine)), machine
+    assert [syscalltable.machine_syscall_numbers("x86_64")[name] for name in raw] == \
+        [155, 125, 126, 13, 321]
+    assert syscalltable.machine_syscall_numbers("riscv64")["pivot_root"] == 41  # asm-generic
+    assert syscalltable.machine_syscall_numbers("s390x")["bpf"] == 351
+    assert syscalltable.machine_syscall_numbers("mips") == {}
+    host = syscalltable.machine_syscall_numbers(platform.machine())
+    assert linux.syscall_number("capset") == host["capset"]
 
 
 # --- the filter in the kernel, in a child of the host ----------------------------------------

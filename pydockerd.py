@@ -804,9 +804,10 @@ def init_tag_store(config, daemon, registry_service):
     graph = daemon.graph
     path = os.path.join(config.root, "repositories-" + graph.driver.name)
     try:
-        daemon.tagstore = graph.tagstore = tags.TagStore(path)
+        daemon.tagstore = tags.TagStore(path)
     except (OSError, ValueError) as err:
         raise ConfigError("Couldn't create Tag store repositories-%s: %s" % (graph.driver.name, err))
+    graph.join_tag_store(daemon.tagstore)
     graph.events = daemon.events.log
     daemon.registry = registry_service
     metadata = distribution.V2MetadataService(os.path.join(graph.root, "distribution"))
@@ -930,7 +931,7 @@ def restore(daemon):
     state_root = os.path.dirname(monitor_state_dir(daemon, "-"))
     reconcile.reap_state_dirs(state_root, found, daemon.cgroups.load, lambda c, settings:
                               daemon.netcontroller.forget(c, link_children(daemon, c), settings))
-    reconcile.reap_exec_dirs(os.path.join(daemon.config.exec_root, "exec"))
+    reconcile.reap_exec_dirs(exec_state_root(daemon), found)
     roots = [restore_container(daemon, container) for container in loaded]
     daemon.volumes.restore([(c.id, c.running, c.mount_points) for c in loaded])
     reconcile.undo_creates(found.creating, Container.from_disk, daemon.graph.release_rw_layer,
@@ -2005,6 +2006,11 @@ def await_exec_resize(exec_config):
         exec_config.resized.wait(EXEC_RESIZE_WAIT)
 
 
+def exec_state_root(daemon):
+    """Where the monitors of `docker exec` processes keep their state, one directory each."""
+    return os.path.join(daemon.config.exec_root, "exec")
+
+
 def monitor_state_dir(daemon, container_id):
     """Where the container's monitor keeps its pid, state and attach socket (1.8's libcontainer
     state lived in <exec-root>/execdriver/native/<id> too)."""
@@ -2081,7 +2087,10 @@ def container_exited(daemon, container, monitor):
         restart = should_restart(container) and not daemon.shutting_down
         container.restarting = restart
         daemon.netcontroller.release(container)
-        container.to_disk()
+        try:
+            container.to_disk()
+        except OSError as err:  # a full disk: the exit stands in memory, as dockerd's checkpointErr
+            log.error("container %s: failed to checkpoint container state: %s", container.id[:12], err)
         container.cond.notify_all()
     try:
         daemon.graph.unmount_rw_layer(container.id)
@@ -2369,6 +2378,7 @@ def release_container(daemon, container, remove_volumes):
     manager, container.cgroup = container.cgroup, None
     remove_cgroups(container, manager)
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
+    reconcile.remove_exec_dirs(exec_state_root(daemon), container.id)
     volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, remove_volumes)
     daemon.containers.remove(container)
     trash = os.path.join(daemon.repository, reconcile.REMOVE_PREFIX + container.id)
@@ -2770,10 +2780,11 @@ def spawn_exec(daemon, exec_config):
             raise errdefs.Conflict("Error: Exec command %s is already running" % exec_config.id)
         if not container.running or container.monitor is None:
             raise errdefs.Conflict("Container %s is not running" % container.id)
-        state_dir = os.path.join(daemon.config.exec_root, "exec", exec_config.id)
+        state_dir = os.path.join(exec_state_root(daemon), exec_config.id)
         os.makedirs(state_dir, 0o700, exist_ok=True)
         command = container_command(daemon, container, "/")
         try:
+            reconcile.record_exec_container(state_dir, container.id)
             monitor = daemon.fork_server.spawn_exec_monitor(state_dir, command, exec_config.process,
                                                             container.pid, start=False)
             join_cgroups(container, monitor)
@@ -3035,10 +3046,12 @@ def commit_paused(daemon, container, config, changes, author, comment, repo, tag
     """The commit itself, while the container's processes stand still."""
     new_config = builder.build_from_config(config or container.config, changes)
     new_config = merge_image_config(new_config, container.config)
-    image_id = commit.commit_layer(daemon.graph, container.id, container.image_id, new_config,
-                                   container.config, author=author, comment=comment,
-                                   container_id=container.id)
-    image_ref = daemon.graph.tag(image_id, repo, tag) if repo else ""
+    refs = [daemon.graph.tag_reference(repo, tag)] if repo else []
+    with daemon.graph.tagging(refs) as pending:
+        image_id = commit.commit_layer(daemon.graph, container.id, container.image_id, new_config,
+                                       container.config, author=author, comment=comment,
+                                       container_id=container.id, pending=pending)
+        image_ref = daemon.graph.tag(image_id, repo, tag) if repo else ""
     daemon.events.log("container", "commit", container.id, container.event_attributes(
         comment=comment, imageID=image_id, imageRef=image_ref))
     return image_id

@@ -573,9 +573,11 @@ class Builder(object):
             for source in self.sources:
                 source.close()
         self.out.stdout("Successfully built %s\n" % truncate_id(image_id))
-        for ref in self.options.tags:
-            self.graph.tag(image_id, ref.name, ref.tag)
-            self.out.stdout("Successfully tagged %s\n" % ref.familiar_string())
+        with self.graph.tagging(self.options.tags) as pending:
+            pending.record(image_id)    # every tag moves, or (after a kill) none
+            for ref in self.options.tags:
+                self.graph.tag(image_id, ref.name, ref.tag)
+                self.out.stdout("Successfully tagged %s\n" % ref.familiar_string())
         return image_id
 
     def _context(self, body):

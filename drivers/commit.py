@@ -61,16 +61,17 @@ def child_image_config(parent, config, container_config, diff_id, author="", com
 
 
 def commit_layer(graph, layer_name, parent_id, config, container_config, author="", comment="",
-                 container_id=""):
+                 container_id="", pending=None):
     """CommitImage: the changes of writable layer `layer_name` (a container's, or one the
     builder made) as a layer on `parent_id` (None: scratch), and the image made of it;
     returns the new image's ID. The image records `parent_id` as its parent, which makes the
-    parent an intermediate image of it (and the build cache's)."""
+    parent an intermediate image of it (and the build cache's). `pending` (graph.tagging())
+    journals the tags the image is committed for."""
     parent = graph.lookup(parent_id) if parent_id else None
     chain = graph.commit_rw_layer(layer_name)
     try:
         raw = child_image_config(parent, config, container_config, graph.layers.get(chain).diff_id,
                                  author, comment, container_id, graph.docker_version)
-        return graph.create_image(raw, parent_id)
+        return graph.create_image(raw, parent_id, pending)
     finally:
         graph.release_layer(chain)

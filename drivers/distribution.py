@@ -491,15 +491,18 @@ class Puller(object):
         tag_or_digest = ref.digest or ref.tag
         manifest_digest = ref.digest or self.repository.manifest_digest(ref.tag)
         image_id = self._image_for_digest(ref, manifest_digest) if platform is None else None
-        if image_id is None:
-            body, media_type, header_digest = self.repository.get_manifest(manifest_digest or ref.tag)
-            manifest_digest = verify_manifest(body, manifest_digest or header_digest)
+        if image_id is not None:
             self.output.message("Pulling from " + ref.path, tag_or_digest)
-            image_id = self._pull_manifest(ref, body, media_type, platform)
-        else:
-            self.output.message("Pulling from " + ref.path, tag_or_digest)
-        self.output.message("Digest: " + manifest_digest)
-        return image_id, self._record(ref, manifest_digest, image_id)
+            self.output.message("Digest: " + manifest_digest)
+            return image_id, self._record(ref, manifest_digest, image_id)
+        body, media_type, header_digest = self.repository.get_manifest(manifest_digest or ref.tag)
+        manifest_digest = verify_manifest(body, manifest_digest or header_digest)
+        self.output.message("Pulling from " + ref.path, tag_or_digest)
+        digest_ref = Reference(ref.domain, ref.path, digest=manifest_digest)
+        with self.graph.tagging([digest_ref] if ref.digest else [ref, digest_ref]) as pending:
+            image_id = self._pull_manifest(ref, body, media_type, platform, pending)
+            self.output.message("Digest: " + manifest_digest)
+            return image_id, self._record(ref, manifest_digest, image_id)
 
     def _image_for_digest(self, ref, digest):
         """The image a manifest digest was pulled as before, if it is still here: no GET needed."""
@@ -524,7 +527,7 @@ class Puller(object):
             tagstore.add(ref, image_id, force=True)
         return updated
 
-    def _pull_manifest(self, ref, body, media_type, platform):
+    def _pull_manifest(self, ref, body, media_type, platform, pending):
         """A manifest list or index leads to this platform's manifest; then pull that image."""
         document, media_type = decode_manifest(body, media_type)
         if media_type in INDEX_MEDIA_TYPES:
@@ -534,21 +537,23 @@ class Puller(object):
             document, media_type = decode_manifest(body, media_type)
             if media_type in INDEX_MEDIA_TYPES:
                 raise errdefs.System("unsupported manifest format: an index inside an index")
-            return self._pull_image(ref, document, None)
-        return self._pull_image(ref, document, platform)
+            return self._pull_image(ref, document, None, pending)
+        return self._pull_image(ref, document, platform, pending)
 
-    def _pull_image(self, ref, manifest, platform):
-        """pullSchema2: config, then layers, then the image. An image already here is done."""
+    def _pull_image(self, ref, manifest, platform, pending):
+        """pullSchema2: config, then layers, then the image (journalling its tags-to-be in
+        `pending`, a graph.tagging()). An image already here is done."""
         config_digest = checked_descriptor(manifest.get("config"), "config")["digest"]
         layers = [checked_descriptor(layer, "layer") for layer in manifest.get("layers") or []]
         if self._has_image(config_digest):
+            pending.record(config_digest)   # the digest and the tag move together
             return config_digest
         config_bytes = self._pull_config(config_digest)
         diff_ids = self._diff_ids(config_bytes, len(layers))
         self._warn_platform_mismatch(ref, config_bytes, platform)
         held = LayerDownloads(self, ref).pull_layers(layers, diff_ids)
         try:
-            return self.graph.create_image(config_bytes)
+            return self.graph.create_image(config_bytes, pending=pending)
         finally:
             for chain in held:
                 self.graph.release_layer(chain)

@@ -30,9 +30,10 @@ import time
 from drivers.errdefs import Conflict, DockerError, InvalidParameter, NotFound, System
 from drivers.image import ZERO_TIME, ImageStore, Timestamp, container_config_shape, go_json, sorted_dict
 from drivers.layer import (DIGEST_PREFIX, DIGEST_RE, LayerStore, hex_of, make_state_dir,
-                           storage_errors, truncate_id)
+                           sha256_digest, storage_errors, truncate_id)
 from drivers.linux import go_arch
 from drivers.reference import Reference, is_full_id, parse_normalized_named, parse_tag
+from drivers.tags import TagJournal
 from drivers.tarexport import ArchiveLoader, ArchiveSaver, Upload
 
 log = logging.getLogger("pydockerd.graph")
@@ -155,7 +156,7 @@ class Graph(object):
     Graph(root, driver, tagstore, image_in_use, image_running, events=None, docker_version="")
       root            the daemon root; the graph lives in <root>/graph
       driver          the graph driver (drivers.graphdriver.new)
-      tagstore        drivers.tags.TagStore
+      tagstore        drivers.tags.TagStore, or None until join_tag_store(tagstore)
       image_in_use    image_in_use(image_id) -> ID of a container using the image, or None
       image_running   image_running(image_id) -> ID of a *running* container using it, or None
                       (both required: without them `docker rmi` would delete images that
@@ -171,13 +172,20 @@ class Graph(object):
     Writing images:
       import_image(stream, ref=None, config=None, message="", src="-") -> image ID
       load(stream, progress=None, quiet=False) -> [{"stream": "Loaded image: ..\\n"}]
-      save(names, out); tag(name, repo, tag) -> "repo:tag"; add_tag(image_id, ref) (no event)
+      save(names, out); tag(name, repo, tag) -> "repo:tag"; add_tag(image_id, ref) (no event);
+      tag_reference(repo, tag) -> Reference
       delete(name, force=False, noprune=False) -> [{"Untagged": ..} | {"Deleted": ..}]
       prune(dangling_only=True, filters=None) -> {"ImagesDeleted": [..], "SpaceReclaimed": n}
     Layers (the registry client, commit):
       has_layer(chain_id); register_layer(parent, stream, expected_diff_id=None) -> chain ID,
-      held until release_layer(chain_id); create_image(config_bytes, parent_id=None) -> ID;
-      layer_tar(chain_id, out)
+      held until release_layer(chain_id); create_image(config_bytes, parent_id=None,
+      pending=None) -> ID; layer_tar(chain_id, out)
+    Crash-consistent tag moves (drivers.tags.TagJournal):
+      with graph.tagging(refs) as pending:
+          image_id = graph.create_image(config_bytes, pending=pending)  # journals refs first
+          ... tag image_id with each of refs ...
+      A kill inside the block leaves the journal; the next start applies it if the image was
+      committed and drops it otherwise, so the tags name the old image or the complete new one.
     Containers' writable layers:
       create_rw_layer(container_id, image_id, init_func=None); mount_rw_layer(container_id)
       -> path; unmount_rw_layer; rw_layer_changes; rw_layer_diff(container_id, out);
@@ -189,7 +197,6 @@ class Graph(object):
                  docker_version=""):
         self.root = make_state_dir(os.path.join(root, "graph"))
         self.driver = driver
-        self.tagstore = tagstore
         self.events = events
         self._image_in_use = image_in_use
         self._image_running = image_running
@@ -197,8 +204,18 @@ class Graph(object):
         self.layers = LayerStore(os.path.join(self.root, "layerdb"), driver)
         self.store = ImageStore(os.path.join(self.root, "imagedb"), self.layers)
         self.layers.prune_unreferenced()
+        self.pending_tags = TagJournal(make_state_dir(os.path.join(self.root, "pending-tags")))
+        self.tagstore = None
+        if tagstore is not None:
+            self.join_tag_store(tagstore)
         # Deleting checks, then changes, several stores; one lock keeps that a single step.
         self._lock = threading.RLock()
+
+    def join_tag_store(self, tagstore):
+        """Use `tagstore` (the daemon's boot makes it after the graph), once the tag moves a
+        killed daemon left journalled are settled in it."""
+        self.pending_tags.recover(tagstore, lambda image_id: self.store.get(image_id) is not None)
+        self.tagstore = tagstore
 
     # -- events ----------------------------------------------------------------------------
 
@@ -253,12 +270,19 @@ class Graph(object):
         """Drop the reference register_layer() took. Returns layers deleted by it."""
         return self.layers.release(chain)
 
-    def create_image(self, config_bytes, parent_id=None):
+    def create_image(self, config_bytes, parent_id=None, pending=None):
         """Store image config `config_bytes` (its layers must be registered); returns the image
         ID, "sha256:<hex>" of the bytes. Idempotent. `parent_id` records the image it was
-        committed from, which makes that image an intermediate one."""
+        committed from, which makes that image an intermediate one. `pending` (from tagging())
+        journals the image's tags-to-be before the image exists."""
         with storage_errors("failed to create image"):
+            if pending is not None:
+                pending.record(sha256_digest(config_bytes))
             return self.store.create(config_bytes, parent_id)
+
+    def tagging(self, refs):
+        """The journal of a tag move to `refs` (References): see the class docstring."""
+        return self.pending_tags.moving([ref.with_default_tag() for ref in refs])
 
     def layer_tar(self, chain, out):
         """The uncompressed tar of layer `chain` (for push)."""
@@ -277,14 +301,15 @@ class Graph(object):
             raise InvalidParameter("cannot import digest reference")
         config = container_config_shape(config or {})
         chain = self.register_layer(None, stream)
-        try:
-            with storage_errors("failed to import image"):
-                image_id = self.create_image(self._import_config(chain, config, message or
-                                                                 "Imported from " + src))
-        finally:
-            self.release_layer(chain)
-        if ref is not None:
-            self._tag_image(image_id, ref)
+        with self.tagging([ref] if ref is not None else []) as pending:
+            try:
+                with storage_errors("failed to import image"):
+                    image_id = self.create_image(self._import_config(chain, config, message or
+                                                                     "Imported from " + src), pending=pending)
+            finally:
+                self.release_layer(chain)
+            if ref is not None:
+                self._tag_image(image_id, ref)
         self.log_image_event(image_id, image_id, "import")
         return image_id
 
@@ -309,12 +334,17 @@ class Graph(object):
         """TagImage (`docker tag`): point `repo`:`tag` at image `name`, moving the tag if it
         pointed elsewhere. Returns the familiar reference, e.g. "busybox:latest"."""
         image = self.lookup(name)
+        return self._tag_image(image.id, self.tag_reference(repo, tag))
+
+    @staticmethod
+    def tag_reference(repo, tag=""):
+        """The Reference `docker tag`, commit and import name with `repo` and `tag`."""
         ref = parse_normalized_named(repo)
         if ref.digest is not None:
             raise InvalidParameter("refusing to create a tag with a digest reference")
         if tag:
             ref = Reference(ref.domain, ref.path, parse_tag(tag))
-        return self._tag_image(image.id, ref)
+        return ref.with_default_tag()
 
     def _tag_image(self, image_id, ref):
         """TagImageWithReference: tag, note the time for inspect's LastTagTime, emit `tag`."""

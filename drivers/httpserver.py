@@ -487,6 +487,7 @@ class RequestHandler(object):
         self.command = request.method
         self.path = request.target
         self.request_version = request.proto
+        self.requestline = "%s %s %s" % (request.method, request.target, request.proto)
         self.headers = request.header
         self.close_connection = request.close
         self.body_reader = None

@@ -652,7 +652,7 @@ class Sender(object):
         except Exception as err:  # whatever goes wrong, the thread must go on draining
             if not self._failing:
                 self._failing = True
-                _note("failed to log to %s: %s" % (self.driver.name, err))
+                note("failed to log to %s: %s" % (self.driver.name, err))
             return
         self._failing = False
 
@@ -665,12 +665,12 @@ class Sender(object):
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                _note("%s: %d lines not delivered at exit" % (self.driver.name, len(self._queue)))
+                note("%s: %d lines not delivered at exit" % (self.driver.name, len(self._queue)))
                 return
         self.driver.close()
 
 
-def _note(text):
+def note(text):
     """A line for whoever reads this process's stderr (a monitor's is its monitor.log)."""
     try:
         os.write(2, (text + "\n").encode(errors="replace"))

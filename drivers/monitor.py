@@ -550,7 +550,7 @@ def _start(request, connection):
         _remove_runtime_files()
         return None
     stdio.parent_side(init.console)
-    monitor = _Monitor(init, stdio, log)
+    monitor = _Monitor(init, stdio, log, request["log_driver"])
     reply = monitor.release() if request["start"] else None
     connection.sendall(_encode(reply or {"pid": init.pid, "monitor_pid": os.getpid(),
                                          "start_time": monitor.state["start_time"]}))
@@ -615,11 +615,12 @@ class _Client(object):
 class _Monitor(object):
     """The monitor's event loop over the process's output, its clients and SIGCHLD."""
 
-    def __init__(self, init, stdio, log):
+    def __init__(self, init, stdio, log, log_driver):
         self.init = init
         self.stdio = stdio
         self.log = log
-        self.log_failed = False
+        self.log_driver = log_driver
+        self.log_failing = False
         self.copiers = {fd: logger.Copier(name) for fd, name in stdio.outputs.items()}
         self.stdin_backlog = bytearray()
         self.stdin_closing = False
@@ -774,15 +775,21 @@ class _Monitor(object):
                     self._update_client(client)
 
     def _log(self, messages):
+        """Copy lines to the log driver. A line that cannot be written (a full disk) is
+        dropped and the container goes on, as with dockerd's copier, which logs "Error writing
+        log message" and leaves the container's state alone (State.Error never says it). The
+        monitor logs that to monitor.log once per run of failures: the next failure after a
+        line was written again is logged again."""
         for message in messages:
             try:
                 self.log.log(message)
             except OSError as err:
-                # A full disk must not kill the container: note it once and drop lines.
-                if not self.log_failed:
-                    self.log_failed = True
-                    self.state["error"] = "failed to log: %s" % err.strerror
-                    _write_state(self.state)
+                if not self.log_failing:
+                    logger.note('Error writing log message: driver=%s error="%s"' % (
+                        self.log_driver, (err.strerror or str(err)).lower()))
+                self.log_failing = True
+            else:
+                self.log_failing = False
 
     def _broadcast(self, stream, data):
         framed = struct.pack(">BxxxI", STREAM_IDS[stream], len(data)) + data

@@ -20,7 +20,9 @@ What is on disk (under the daemon root, and the exec root):
                                   cgroups.json (written before the cgroups are made) and, while
                                   the start is in progress, starting.json (the NetworkSettings it
                                   has taken, written before any interface, rule or process exists)
-    exec/<exec id>/               (exec root) the state directory of a `docker exec`
+    exec/<exec id>/               (exec root) the state directory of a `docker exec`: its
+                                  monitor's files, and `container`, the ID of the container it
+                                  runs in (written before the monitor exists)
 
 The write orders (pydockerd.py), commit point in capitals:
 
@@ -33,8 +35,10 @@ The write orders (pydockerd.py), commit point in capitals:
             starting.json removed
     rm      CONFIG.V2.JSON SAYS REMOVING (and whether with volumes): from here the removal is
             finished, at the latest by the next boot; the process killed; the writable layer,
-            cgroups, state directory, volume references and names; the directory renamed to
-            .remove-<id>, then deleted
+            cgroups, state directory, the exec state directories that name it (their monitors
+            and processes killed: an earlier daemon's execs are nobody's to end), volume
+            references and names; the directory renamed to .remove-<id>, then deleted
+    exec    exec/<exec id>/ made and CONTAINER WRITTEN; the monitor and the process
     rename  the new name reserved; CONFIG.V2.JSON CARRIES IT; the old name released
 
 What boot repairs, in order:
@@ -53,8 +57,11 @@ What boot repairs, in order:
     controller's restore path (veths, iptables rules, addresses, host ports) and loses its
     state directory, as does a container that is gone. A running container's leftover
     starting.json (the crash fell between its commit and the removal) is removed.
- 4. reap_exec_dirs: an exec state directory whose monitor is gone is deleted (a restarted
-    daemon knows no exec of an earlier one; a live exec ends by itself).
+ 4. reap_exec_dirs: an exec of a container that is gone or not running by its config (or
+    whose `container` was never written) has its monitor and process killed and its state
+    directory deleted; so has any exec whose monitor is gone (a restarted daemon knows no exec
+    of an earlier one). A live exec of a running container ends by itself, and goes with its
+    container's removal at the latest.
  5. undo_creates, once volumes know their users: every create cut short loses its writable
     layer, the anonymous volumes it planned and its directory.
  6. unmount_strays: every mount below the graph driver's home that is not the root of a
@@ -71,6 +78,7 @@ import shutil
 import signal
 
 from drivers import cgroups, errdefs, linux, monitor
+from drivers.ioutils import atomic_write_file
 
 log = logging.getLogger("pydockerd")
 
@@ -79,6 +87,7 @@ CREATE_PREFIX = ".create-"
 REMOVE_PREFIX = ".remove-"
 CGROUPS_FILE = "cgroups.json"
 STARTING_FILE = "starting.json"
+EXEC_CONTAINER_FILE = "container"
 
 # What reading a torn or hand-edited config may raise.
 UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
@@ -210,13 +219,53 @@ def _give_back(container, settings, give_back_network):
         log.error("Could not give back the network of container %s: %s", container.id[:12], err)
 
 
-def reap_exec_dirs(exec_state_root):
-    """4. Exec state directories whose monitor has gone."""
+def record_exec_container(state_dir, container_id):
+    """The `container` of an exec state directory, before its monitor is spawned."""
+    atomic_write_file(os.path.join(state_dir, EXEC_CONTAINER_FILE), container_id.encode(), 0o600)
+
+
+def _exec_dirs(exec_state_root):
+    """[(exec ID, its state directory, its container's ID or None)]."""
+    found = []
     for name in sorted(os.listdir(exec_state_root)) if os.path.isdir(exec_state_root) else []:
         path = os.path.join(exec_state_root, name)
-        if not monitor.alive(path):
+        try:
+            with open(os.path.join(path, EXEC_CONTAINER_FILE)) as record:
+                container_id = record.read().strip()
+        except OSError:
+            container_id = None
+        found.append((name, path, container_id))
+    return found
+
+
+def reap_exec_dirs(exec_state_root, found):
+    """4. Exec state directories of containers gone or not running, and of finished execs."""
+    states = {container.id: container.running for container in found.containers}
+    for name, path, container_id in _exec_dirs(exec_state_root):
+        running = states.get(container_id, False)
+        if container_id in found.unreadable or (running and monitor.alive(path)):
+            continue
+        if not running:
+            _reap_exec(name, path, "of %s container %s" % (
+                "missing" if container_id not in states else "stopped", (container_id or "?")[:12]))
+        else:
             log.info("Removing the state directory of finished exec %s", name[:12])
             shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_exec_dirs(exec_state_root, container_id):
+    """rm: the exec state directories of container `container_id`, their monitors and
+    processes killed (those of a daemon's own execs have ended with the container)."""
+    for name, path, owner in _exec_dirs(exec_state_root):
+        if owner == container_id:
+            _reap_exec(name, path, "of removed container %s" % container_id[:12])
+
+
+def _reap_exec(name, path, whose):
+    if monitor.kill_leftovers(path):
+        log.warning("Killed the monitor and process of exec %s %s", name[:12], whose)
+    log.warning("Removing the state directory of exec %s %s", name[:12], whose)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def undo_creates(creating, from_disk, release_layer, remove_volumes):

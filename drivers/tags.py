@@ -20,15 +20,20 @@ the new store and never half of one; a temporary file a kill left beside it is r
 logged) at start-up. A change that cannot be written (a full disk) is not made in memory
 either. The daemon serves requests on many threads, so every read and write holds the
 store's lock.
+
+A new image and the tags it is made for are two writes, the image store's and this store's;
+a kill between them would leave the complete image with none of its tags -- neither the old
+state nor the new. TagJournal closes that window (see its docstring).
 """
+import contextlib
 import json
 import logging
 import os
 import threading
 
-from drivers.errdefs import Conflict, InvalidParameter, System
-from drivers.ioutils import atomic_write_file
-from drivers.reference import Reference
+from drivers.errdefs import Conflict, DockerError, InvalidParameter, System
+from drivers.ioutils import atomic_write_file, fsync_dir
+from drivers.reference import Reference, parse_normalized_named
 
 log = logging.getLogger("pydockerd.graph")
 
@@ -184,3 +189,100 @@ def _make_reference(name, key):
     if is_digest_key(key):
         return Reference(domain, path, digest=key)
     return Reference(domain, path, tag=key)
+
+
+class TagJournal(object):
+    """The pending tag moves: which references an image about to be committed will get.
+
+    TagJournal(directory) keeps one file per move in `directory` (the graph's
+    <root>/graph/pending-tags), written atomically *before* the image is committed:
+
+        {"Image": "sha256:<id>", "References": ["docker.io/library/busybox:latest",
+                                                "docker.io/library/busybox@sha256:<digest>"]}
+
+    and removed once the tag store has the references (or the move failed and said so).
+    A file still there at start-up means a daemon was killed in between; recover() settles it:
+    when the image exists the references are applied (the new state: tag -> new image),
+    otherwise the file is dropped (the old state: the tags never moved).
+
+      moving(refs)  context manager giving a PendingTags; its record(image_id) writes the file,
+                    which leaving the block removes
+      recover(tagstore, image_exists)   at start-up, before the daemon serves: into
+                    `tagstore`, for images where image_exists(id) -> bool
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    @contextlib.contextmanager
+    def moving(self, refs):
+        pending = PendingTags(self.directory, refs)
+        try:
+            yield pending
+        finally:
+            pending.remove()
+
+    def recover(self, tagstore, image_exists):
+        for name in sorted(os.listdir(self.directory)):
+            path = os.path.join(self.directory, name)
+            if name.startswith("."):
+                log.warning("removing %s, a tag journal a killed daemon was writing", path)
+            elif not _settle(path, tagstore, image_exists):
+                continue    # the tag store cannot be written now: the next start tries again
+            os.unlink(path)
+
+
+
+def _settle(path, tagstore, image_exists):
+    """Apply one journal file to `tagstore`, or drop it; False when applying it failed."""
+    try:
+        with open(path, "rb") as journal_file:
+            entry = json.loads(journal_file.read().decode("utf-8"))
+        image_id = entry["Image"]
+        refs = [parse_normalized_named(text) for text in entry["References"]]
+    except (ValueError, KeyError, TypeError, InvalidParameter) as err:
+        log.warning("dropping unreadable tag journal %s: %s", path, err)
+        return True
+    texts = ", ".join(ref.familiar_string() for ref in refs)
+    if not image_exists(image_id):
+        log.warning("dropped tags %s of image %s, which a killed daemon had not committed",
+                    texts, image_id)
+        return True
+    try:
+        for ref in refs:
+            if ref.digest is None:
+                tagstore.add(ref, image_id, force=True)
+            elif tagstore.get(ref) is None:
+                tagstore.add_digest(ref, image_id)
+    except DockerError as err:
+        log.error("cannot apply tag journal %s: %s", path, err)
+        return False
+    log.warning("applied tags %s of image %s, which a killed daemon was committing", texts, image_id)
+    return True
+
+
+class PendingTags(object):
+    """One pending tag move of a TagJournal: record(image_id) journals `refs` for that image
+    (nothing when there are none); remove() drops the journal file again."""
+
+    def __init__(self, directory, refs):
+        self.directory = directory
+        self.refs = list(refs)
+        self._path = None
+
+    def record(self, image_id):
+        if not self.refs:
+            return
+        data = json.dumps({"Image": image_id, "References": [str(ref) for ref in self.refs]})
+        path = self._path or os.path.join(self.directory, "%s-%s.json" % (
+            image_id.split(":", 1)[-1][:12], os.urandom(6).hex()))
+        atomic_write_file(path, data.encode("utf-8"), 0o600)
+        self._path = path
+
+    def remove(self):
+        if self._path is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+        fsync_dir(self.directory)
+        self._path = None

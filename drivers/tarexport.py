@@ -9,6 +9,7 @@ images and tags through the graph (ArchiveLoader). Save writes the docker-archiv
 The module reads top to bottom: progress; the uploaded archive; the tar writer and the v1
 JSON save writes; the loader; the saver.
 """
+import collections
 import hashlib
 import json
 import lzma
@@ -297,14 +298,22 @@ class ArchiveLoader(object):
             config_path = safe_manifest_path(item.get("Config"), "config")
             layer_paths = [safe_manifest_path(path, "layer") for path in item.get("Layers") or []]
             raw = self.upload.read(config_path, "config")
-            image_id = self._create(raw, layer_paths)
-            for tag in item.get("RepoTags") or []:
-                self._tag(image_id, tag)
+            refs = [_loaded_ref(tag) for tag in item.get("RepoTags") or []]
+            image_id = self._create_tagged(raw, layer_paths, refs)
             if item.get("Parent"):
                 parent_links.append((image_id, item["Parent"]))
         self._link_parents(parent_links)
 
-    def _create(self, raw, layer_paths):
+    def _create_tagged(self, raw, layer_paths, refs):
+        """Create the image of `raw` and tag it with `refs`, journalled (graph.tagging) so a
+        kill leaves the tags on the old image or on the complete new one."""
+        with self.graph.tagging(refs) as pending:
+            image_id = self._create(raw, layer_paths, pending)
+            for ref in refs:
+                self._tag(image_id, ref)
+        return image_id
+
+    def _create(self, raw, layer_paths, pending):
         """Register the layers of image config `raw` from the archive members `layer_paths`,
         then create the image."""
         config = parse_image_config(raw)
@@ -317,7 +326,7 @@ class ArchiveLoader(object):
         parent = None
         for index, (diff_id, path) in enumerate(zip(diff_ids, layer_paths)):
             parent = self._layer(index, parent, diff_id, path)
-        image_id = self.graph.create_image(raw)
+        image_id = self.graph.create_image(raw, pending=pending)
         self.loaded_ids.append(image_id)
         self.graph.log_image_event(image_id, image_id, "load")
         return image_id
@@ -349,11 +358,8 @@ class ArchiveLoader(object):
         self.held.append(chain)
         return chain
 
-    def _tag(self, image_id, text):
+    def _tag(self, image_id, ref):
         """setLoadedTag: tag the loaded image, saying so when the tag moves off another image."""
-        ref = parse_normalized_named(text)
-        if ref.tag is None:
-            raise InvalidParameter("invalid tag %s" % json.dumps(text))
         previous = self.graph.tagstore.get(ref)
         if previous and previous != image_id:
             self.messages.append({"stream": "The image %s already exists, renaming the old one with "
@@ -384,10 +390,9 @@ class ArchiveLoader(object):
             for layer in layers:
                 if "zstd" in (layer.get("mediaType") or ""):
                     raise InvalidParameter("unsupported layer media type %s" % layer["mediaType"])
-            image_id = self._create(raw, [self._blob_path(layer) for layer in layers])
             name = _oci_image_name(descriptor.get("annotations") or {})
-            if name:
-                self._tag(image_id, name)
+            self._create_tagged(raw, [self._blob_path(layer) for layer in layers],
+                                [_loaded_ref(name)] if name else [])
 
     def _platform_manifest(self, descriptor):
         """An index entry may itself be an index (a multi-platform image): pick this machine's."""
@@ -430,18 +435,21 @@ class ArchiveLoader(object):
 
     def _load_legacy(self):
         """legacyLoad: one directory per v1 layer (json, layer.tar), tags in `repositories`."""
-        loaded = {}
-        for name in sorted(self.upload.names()):
-            if name.endswith("/json") and name.count("/") == 1:
-                self._load_legacy_image(name.split("/")[0], loaded, depth=0)
         repositories = self.upload.read_json("repositories", "repositories")
-        for repository, tags in sorted(repositories.items()):
-            for tag, v1_id in sorted(tags.items()):
-                if v1_id not in loaded:
-                    raise InvalidParameter("invalid target ID: %s" % v1_id)
-                self._tag(loaded[v1_id], "%s:%s" % (repository, tag))
+        tags = collections.defaultdict(list)     # v1 ID -> the references it is loaded as
+        for repository, repository_tags in sorted(repositories.items()):
+            for tag, v1_id in sorted(repository_tags.items()):
+                tags[v1_id].append(_loaded_ref("%s:%s" % (repository, tag)))
+        names = self.upload.names()
+        missing = sorted(v1_id for v1_id in tags if v1_id + "/json" not in names)
+        if missing:
+            raise InvalidParameter("invalid target ID: %s" % missing[0])
+        loaded = {}
+        for name in sorted(names):
+            if name.endswith("/json") and name.count("/") == 1:
+                self._load_legacy_image(name.split("/")[0], loaded, tags, depth=0)
 
-    def _load_legacy_image(self, v1_id, loaded, depth):
+    def _load_legacy_image(self, v1_id, loaded, tags, depth):
         if v1_id in loaded:
             return loaded[v1_id]
         if depth > 256 or not re.match(r"^[a-f0-9]{64}$", v1_id):
@@ -453,19 +461,30 @@ class ArchiveLoader(object):
             raise InvalidParameter("invalid image json of %s: %s" % (v1_id, err)) from None
         parent_id, rootfs, history = "", [], []
         if v1.get("parent"):
-            parent_id = self._load_legacy_image(v1["parent"], loaded, depth + 1)
+            parent_id = self._load_legacy_image(v1["parent"], loaded, tags, depth + 1)
             parent = self.graph.store.get(parent_id)
             rootfs, history = list(parent.diff_ids), list(parent.history)
         parent_chain = chain_ids_of(rootfs)[-1] if rootfs else None
         chain = self._register(v1_id + "/layer.tar", parent_chain, None, v1_id[:12])
         rootfs.append(self.graph.layers.get(chain).diff_id)
         history.append(_legacy_history(v1))
-        image_id = self.graph.create_image(_config_from_v1(v1, rootfs, history),
-                                           parent_id or None)
-        self.loaded_ids.append(image_id)
-        self.graph.log_image_event(image_id, image_id, "load")
+        with self.graph.tagging(tags[v1_id]) as pending:
+            image_id = self.graph.create_image(_config_from_v1(v1, rootfs, history),
+                                               parent_id or None, pending)
+            self.loaded_ids.append(image_id)
+            self.graph.log_image_event(image_id, image_id, "load")
+            for ref in tags[v1_id]:
+                self._tag(image_id, ref)
         loaded[v1_id] = image_id
         return image_id
+
+
+def _loaded_ref(text):
+    """A tag an archive names for an image: a whole reference with a tag."""
+    ref = parse_normalized_named(text)
+    if ref.tag is None:
+        raise InvalidParameter("invalid tag %s" % json.dumps(text))
+    return ref
 
 
 def _oci_image_name(annotations):

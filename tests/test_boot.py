@@ -113,27 +113,6 @@ def test_missing_devices_cgroup_stops_the_boot(monkeypatch):
     assert str(err.value) == "Devices cgroup isn't mounted"
 
 
-def test_restore_skips_a_corrupt_container(tmp_path):
-    config = make_config(tmp_path)
-    pydockerd.setup_daemon_root(config)
-    daemon = pydockerd.Daemon(config)
-    daemon.repository = pydockerd.make_containers_dir(config)
-    daemon.containers = pydockerd.ContainerStore(pydockerd.LinkGraph(str(tmp_path / "links.db")))
-    daemon.volumes = pydockerd.configure_volumes(config, daemon)
-    good = pydockerd.Container(os.path.join(daemon.repository, "a" * 64), "a" * 64)
-    good.name, good.created, good.path = "/good", pydockerd.logger.format_time(0), "true"
-    os.makedirs(good.root)
-    good.write_host_config()
-    good.to_disk()
-    bad = os.path.join(daemon.repository, "b" * 64)
-    os.makedirs(bad)
-    with open(os.path.join(bad, "config.v2.json"), "w") as config_file:
-        config_file.write("")
-    pydockerd.restore(daemon)
-    assert [c.id for c in daemon.containers.all()] == ["a" * 64]
-    assert daemon.containers.get("good").id == "a" * 64
-
-
 def test_pidfile_of_a_live_process_refuses_the_start(tmp_path):
     path = tmp_path / "d.pid"
     path.write_text("1")

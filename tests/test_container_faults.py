@@ -405,6 +405,48 @@ def test_leftovers_of_creates_and_names_are_removed_at_boot(daemon):
     check_nothing_left(daemon)
 
 
+@pytest.mark.parametrize("when", ["rm", "boot"])
+def test_exec_of_a_killed_daemon_goes_with_its_container(daemon, when):
+    """kill -9 of the daemon during a long `docker exec`: its state directory names its
+    container, so the exec's monitor, process and directory go when the container is removed
+    (rm) or, if the container is not running by its config, at boot."""
+    container_id = out(docker(daemon, "run", "-d", "--network", "none", "busybox", "top"))
+    client = threading.Thread(target=docker, args=(daemon, "exec", container_id, "sleep", "1000"))
+    client.start()
+    exec_root = os.path.join(daemon.exec_root, "exec")
+
+    def exec_running():
+        names = os.listdir(exec_root) if os.path.isdir(exec_root) else []
+        states = [os.path.join(exec_root, name, "state.json") for name in names]
+        return names if any(os.path.exists(path) and '"running"' in open(path).read()
+                            for path in states) else None
+    wait_for(exec_running, timeout=20, what="the exec running")
+    exec_id = exec_running()[0]
+    with open(os.path.join(exec_root, exec_id, "container")) as record:
+        assert record.read() == container_id
+    daemon.crash()
+    client.join(60)
+    if when == "boot":
+        config_path = os.path.join(daemon.root, "containers", container_id, "config.v2.json")
+        with open(config_path) as config_file:
+            config = json.load(config_file)
+        config["State"].update(running=False, pid=0)
+        with open(config_path, "w") as config_file:
+            json.dump(config, config_file)
+    daemon.start()
+    if when == "rm":
+        assert os.listdir(exec_root) == [exec_id]   # a live exec of a running container stays
+        assert docker(daemon, "rm", "-f", container_id).returncode == 0
+        whose = "removed container"
+    else:
+        whose = "stopped container"
+    wait_for(lambda: not daemon_processes(daemon), timeout=10, what="no exec monitor or process")
+    assert os.listdir(exec_root) == []
+    assert "Removing the state directory of exec %s of %s %s" % (exec_id[:12], whose, container_id[:12]) \
+        in daemon.log()
+    check_nothing_left(daemon)
+
+
 @pytest.mark.parametrize("damage", [b"", b"{\"ID\": ", b"{}"])
 def test_unreadable_config_is_reported_and_skipped(daemon, damage):
     """A truncated, a torn and a hollow config.v2.json: that container is reported and

@@ -2,10 +2,13 @@
 layer tars.
 
 - kill -9 of the daemon at a seeded random instant of `docker pull`, `load`, `import` and
-  `commit` (and `push` and `save`), then a restart. Afterwards: every image listed before is
-  listed still, with the same tags; at most the one new image is added, and it is whole
-  (inspectable, its layers recorded with their content, runnable; it may lack its tag, which
-  comes after it); nothing is left in <root>/tmp or the layer store's tmp/; every driver
+  `commit` (and `push` and `save`), then a restart. Before each, the tag the operation gives
+  names busybox. Afterwards: every image listed before is listed still, with the same tags
+  but that one; at most the one new image is added, and it is whole (inspectable, its layers
+  recorded with their content, runnable); the operation's tag names either busybox (the old
+  state) or the new image (the new state), never an untagged new image (graph/pending-tags
+  is empty: the restart settled the journal); nothing is left in <root>/tmp or the layer
+  store's tmp/; every driver
   layer on disk belongs to a recorded layer or writable layer; nothing is mounted under the
   root; every tag names a listed image. Then the same operation succeeds.
   `make test` runs one seed per operation; `make soak` runs FAULT_SEEDS (default 12) of each
@@ -78,6 +81,8 @@ def images(tmp_path_factory, busybox_layer):
     made["load"] = str(directory / "load.tar")
     made["load_config"] = docker_archive(made["load"], [busybox_layer, random_layer("a", 2 * MiB),
                                                         random_layer("b", 2 * MiB)], label="load")
+    made["tagged_load"] = str(directory / "tagged-load.tar")
+    with_repo_tags(made["load"], made["tagged_load"], ["loaded:1"])
     made["import"] = str(directory / "import.tar")
     with tarfile.open(fileobj=io.BytesIO(busybox_layer)) as base, tarfile.open(made["import"], "w") as out:
         for member in base:
@@ -98,6 +103,19 @@ def images(tmp_path_factory, busybox_layer):
         yield made
     finally:
         registry.stop()
+
+
+def with_repo_tags(source, target, repo_tags):
+    """A copy of docker-archive `source` whose image is saved with `repo_tags`."""
+    with tarfile.open(source) as original, tarfile.open(target, "w") as out:
+        for member in original:
+            data = original.extractfile(member).read()
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest[0]["RepoTags"] = repo_tags
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data))
 
 
 def image_id(config):
@@ -160,14 +178,21 @@ def mounts_under(root):
         return [line.split()[4] for line in mountinfo if line.split()[4].startswith(prefix)]
 
 
-def assert_consistent(daemon, before, expected_new=None):
-    """The invariants of a restarted daemon (see the module docstring). Returns the new image ID
-    (or None)."""
+def assert_consistent(daemon, before, expected_new=None, moving_tag=None):
+    """The invariants of a restarted daemon (see the module docstring); `moving_tag` is the tag
+    the operation gives its image, which names either the image it named before or the new
+    one. Returns the new image ID (or None)."""
     after = image_state(daemon)
-    lost = {image: tags for image, tags in before.items() if after.get(image) != tags}
+    lost = {image: tags for image, tags in before.items()
+            if without(after.get(image), moving_tag) != without(tags, moving_tag)}
     assert not lost, "images or tags lost: %s (now %s)" % (lost, after)
     new = set(after) - set(before)
     assert len(new) <= 1 and (expected_new is None or new <= {expected_new}), new
+    if moving_tag is not None:
+        named = [image for image, tags in after.items() if moving_tag in tags]
+        old = [image for image, tags in before.items() if moving_tag in tags]
+        assert named == (list(new) or old), "%s names %s; before %s, new %s" % (moving_tag, named, old, new)
+    assert os.listdir(os.path.join(daemon.root, "graph", "pending-tags")) == []
     root = daemon.root
     layerdb = os.path.join(root, "graph", "layerdb")
     for image in after:
@@ -194,6 +219,10 @@ def assert_consistent(daemon, before, expected_new=None):
 # kill -9 during pull, load, import, commit
 
 
+def without(tags, tag):
+    return None if tags is None else [other for other in tags if other != tag]
+
+
 def cli(daemon, *args):
     """The docker CLI against `daemon`, started in the background."""
     env = dict(os.environ, DOCKER_HOST=daemon.host, DOCKER_CONFIG=os.path.join(daemon.dir, "cli"))
@@ -209,7 +238,7 @@ def operation(name, images):
     registry_host = images["registry"].host
     return {
         "pull": (["pull", "-q", "%s/fault/pull:1" % registry_host], image_id(images["pull_config"])),
-        "load": (["load", "-q", "-i", images["load"]], image_id(images["load_config"])),
+        "load": (["load", "-q", "-i", images["tagged_load"]], image_id(images["load_config"])),
         "import": (["import", images["import"], "imported:1"], None),
         "commit": (["commit", "maker", "committed:1"], None),
         "push": (["push", "%s/fault/pushed:1" % registry_host], NOTHING_NEW),
@@ -227,10 +256,19 @@ def kill_during(daemon, args, delay):
     daemon.start()
 
 
+def moving_tag(name, images):
+    """The tag the operation moves to the image it makes (None: it makes none)."""
+    return {"pull": "%s/fault/pull:1" % images["registry"].host, "load": "loaded:1",
+            "import": "imported:1", "commit": "committed:1"}.get(name)
+
+
 def prepare(daemon, name, images, seed):
     """What the operation works on: for commit, a stopped container with 3 MB of changes; for
     push, busybox tagged for the registry; for save, the three-layer image (whose upper layers
-    overlay mounts to read them: a kill leaves the mounts)."""
+    overlay mounts to read them: a kill leaves the mounts). The tag an operation moves names
+    busybox first, so that a kill has an old state to keep."""
+    if moving_tag(name, images):
+        daemon.docker("tag", "busybox", moving_tag(name, images))
     if name == "push":
         daemon.docker("tag", "busybox", operation(name, images)[0][-1])
     if name == "save":
@@ -263,8 +301,9 @@ def fault_round(daemon, name, images, seed, spread):
     prepare(daemon, name, images, seed)
     before = image_state(daemon)
     args, expected = operation(name, images)
+    tag = moving_tag(name, images)
     kill_during(daemon, args, delay)
-    made = assert_consistent(daemon, before, expected)
+    made = assert_consistent(daemon, before, expected, tag)
     if expected == NOTHING_NEW:
         daemon.docker(*args)
         assert_consistent(daemon, before, expected)
@@ -274,9 +313,10 @@ def fault_round(daemon, name, images, seed, spread):
     killed_before_the_end = made is None
     if killed_before_the_end:   # the old state: the operation must work now
         daemon.docker(*args)
-        made = assert_consistent(daemon, before, expected)
-    assert made is not None
+        made = assert_consistent(daemon, before, expected, tag)
+    assert made is not None and tag in image_state(daemon)[made]
     daemon.docker("rmi", made)   # the next round makes it again
+    daemon.docker("tag", "busybox", tag)
     assert image_state(daemon) == before
     return killed_before_the_end
 
@@ -305,6 +345,22 @@ def test_kill_during_operation_soak(fault_daemon, images, name):
                 for seed in range(1, SOAK_SEEDS + 1)]
     # Kills must land both inside the operation and after it, or the run proved little.
     assert name in ("push", "save") or len(set(outcomes)) == 2, outcomes
+
+
+def test_boot_settles_a_journalled_tag_move(fault_daemon):
+    """The daemon's own boot applies a tag move a kill left journalled (its tag store is made
+    after the graph)."""
+    daemon = fault_daemon
+    busybox = daemon.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.decode().strip()
+    daemon.proc.kill()
+    daemon.proc.wait()
+    with open(os.path.join(daemon.root, "graph", "pending-tags", "journalled.json"), "w") as journal:
+        json.dump({"Image": busybox, "References": ["docker.io/library/journalled:1"]}, journal)
+    daemon.start()
+    assert "journalled:1" in image_state(daemon)[busybox]
+    assert os.listdir(os.path.join(daemon.root, "graph", "pending-tags")) == []
+    assert "applied tags journalled:1 of image %s" % busybox in daemon.log()
+    daemon.docker("rmi", "journalled:1")
 
 
 def test_boot_removes_what_a_killed_load_left(fault_daemon):
@@ -431,30 +487,44 @@ def test_full_disk_during_commit(small_disk, fill):
 
 
 def test_full_disk_during_json_file_logging(small_disk, fill):
-    """A container that writes more than the disk holds: the monitor notes the failure, the
-    lines that did not fit are dropped (never half a record), the daemon serves on."""
+    """A container that writes more than the disk holds: the lines that do not fit are dropped
+    (never half a record) and the daemon serves on. As dockerd's copier does, the monitor logs
+    "Error writing log message" (to monitor.log) and leaves the container's state alone:
+    State.Error stays empty. Once space is back the lines are logged again, and the next run
+    of failures is logged again."""
     fill(1 * MiB)
     line = "0123456789" * 10
     small_disk.docker("run", "-d", "--name", "chatty", "busybox", "sh", "-c",
-                      "yes %s | head -n 30000; sleep 60" % line)
-    state_file = os.path.join(small_disk.exec_root, "execdriver", "native",
-                              small_disk.docker("inspect", "-f", "{{.Id}}", "chatty").stdout.decode().strip(),
-                              "state.json")
+                      "while :; do yes %s | head -n 2000; sleep 0.1; done" % line)
+    container_id = small_disk.docker("inspect", "-f", "{{.Id}}", "chatty").stdout.decode().strip()
+    state_dir = os.path.join(small_disk.exec_root, "execdriver", "native", container_id)
+    noted = 'Error writing log message: driver=json-file error="no space left on device"'
     try:
-        deadline = time.monotonic() + 30
-        while "no space left on device" not in (read(state_file) if os.path.exists(state_file) else ""):
-            assert time.monotonic() < deadline, "no full disk noted: %s" % read(state_file)
-            time.sleep(0.1)
-        assert "failed to log: no space left on device" in json.loads(read(state_file))["error"]
+        wait_for_log_notes(state_dir, noted, 1)
+        inspected = json.loads(small_disk.docker("inspect", "chatty").stdout)[0]["State"]
+        assert inspected["Running"] and inspected["Error"] == "", inspected
+        assert json.loads(read(os.path.join(state_dir, "state.json")))["error"] == ""
         assert small_disk.request("GET", "/_ping").status == 200
         logged = small_disk.docker("logs", "chatty").stdout.decode().splitlines()
-        assert 1000 < len(logged) < 30000 and set(logged) == {line}
-        small_disk.docker("rm", "-f", "chatty", "ballast")
+        assert 1000 < len(logged) and set(logged) == {line}
+        small_disk.docker("rm", "ballast")    # logging works again, until the disk is full again
+        wait_for_log_notes(state_dir, noted, 2)
+        assert len(small_disk.docker("logs", "chatty").stdout.decode().splitlines()) > len(logged) + 1000
+        small_disk.docker("rm", "-f", "chatty")
         small_disk.docker("run", "--name", "chatty", "busybox", "seq", "1", "20000")
         logged = small_disk.docker("logs", "chatty").stdout.decode().split()
         assert logged == [str(n) for n in range(1, 20001)]
     finally:
         small_disk.docker("rm", "-f", "chatty", check=False)
+
+
+def wait_for_log_notes(state_dir, noted, count):
+    """Wait until monitor.log in `state_dir` holds `count` lines `noted`."""
+    path = os.path.join(state_dir, "monitor.log")
+    deadline = time.monotonic() + 30
+    while (read(path) if os.path.exists(path) else "").count(noted) < count:
+        assert time.monotonic() < deadline, "not noted %d times: %s" % (count, read(path) if os.path.exists(path) else "")
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,3 +725,63 @@ def test_start_up_unmounts_read_only_layers_a_killed_daemon_left_mounted(tmp_pat
         return {"before": mounted_before, "after": linux.is_mountpoint(merged),
                 "layers": len(store.graph.layers.all_layers())}
     assert run_in_private_mount_namespace(kill_while_mounted) == {"before": True, "after": False, "layers": 2}
+
+
+def new_image_config(store, base, comment):
+    """The config bytes of an image with `base`'s layer and another comment (its layer held)."""
+    config = json.loads(store.graph.store.get(base).raw)
+    config["comment"] = comment
+    store.graph.layers.hold(store.graph.store.get(base).top_chain_id)
+    return json.dumps(config).encode()
+
+
+def leave_tag_journal(store, new_id, references):
+    """What a kill between journalling a tag move and finishing it leaves in graph/pending-tags
+    (and a journal file the kill caught half written)."""
+    with open(store.path("pending-tags", new_id[7:19] + "-0a0b0c0d0e0f.json"), "w") as journal:
+        json.dump({"Image": new_id, "References": references}, journal)
+    with open(store.path("pending-tags", ".x.json.half"), "w") as half:
+        half.write('{"Image": "sha256:')
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["image-committed", "image-not-committed"])
+def test_start_up_settles_a_tag_move_a_kill_interrupted(tmp_path, caplog, committed):
+    """Image present: its journalled tags are applied (the new state); absent: the journal is
+    dropped and the tag still names the old image (the old state). Never an untagged image."""
+    store = Store(tmp_path)
+    old = store.import_image("app:1")
+    config = new_image_config(store, old, "new")
+    new_id = image_id(config)
+    if committed:
+        assert store.graph.create_image(config) == new_id
+    digest = "sha256:" + "e" * 64
+    leave_tag_journal(store, new_id, ["docker.io/library/app:1", "docker.io/library/app@" + digest])
+    with caplog.at_level("INFO"):
+        store.reopen()
+    assert os.listdir(store.path("pending-tags")) == []
+    tag, by_digest = parse_normalized_named("app:1"), parse_normalized_named("app@" + digest)
+    if committed:
+        assert store.tags.get(tag) == new_id and store.tags.get(by_digest) == new_id
+        assert "applied tags app:1, app@%s of image %s" % (digest, new_id) in caplog.text
+    else:
+        assert store.tags.get(tag) == old and store.tags.get(by_digest) is None
+        assert store.graph.store.get(new_id) is None
+        assert "dropped tags app:1, app@%s of image %s" % (digest, new_id) in caplog.text
+
+
+def test_a_tag_move_is_journalled_before_its_image_exists(tmp_path, monkeypatch):
+    """import (as load, pull and commit) journals the tag before the image store has the image,
+    and removes the journal once the tag store has the tag."""
+    store = Store(tmp_path)
+    seen = []
+    real_create = store.graph.store.create
+
+    def create(raw, parent_id=""):
+        for name in os.listdir(store.path("pending-tags")):
+            with open(store.path("pending-tags", name)) as journal:
+                seen.append(json.load(journal))
+        return real_create(raw, parent_id)
+    monkeypatch.setattr(store.graph.store, "create", create)
+    new_id = store.import_image("app:2")
+    assert seen == [{"Image": new_id, "References": ["docker.io/library/app:2"]}]
+    assert os.listdir(store.path("pending-tags")) == []

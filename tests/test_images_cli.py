@@ -125,6 +125,23 @@ def test_save_rmi_load_keeps_the_image_id(daemon, rootfs_tar, tmp_path):
     assert image_id(daemon, "cli/roundtrip:1") == before
 
 
+def test_save_and_load_keep_a_parent_link(daemon, rootfs_tar, tmp_path):
+    daemon.docker("import", rootfs_tar, "cli/base:1")
+    container = out(daemon.docker("create", "cli/base:1", "true"))
+    daemon.docker("commit", container, "cli/child:1")
+    daemon.docker("rm", container)
+    parent = image_id(daemon, "cli/base:1")
+    saved = str(tmp_path / "family.tar")
+    daemon.docker("save", "-o", saved, "cli/base:1", "cli/child:1")
+    with tarfile.open(saved) as archive:
+        manifest = json.load(archive.extractfile("manifest.json"))
+    assert [item.get("Parent") for item in manifest].count(parent) == 1
+    daemon.docker("rmi", "cli/child:1", "cli/base:1")
+    daemon.docker("load", "-i", saved)
+    assert out(daemon.docker("image", "inspect", "-f", "{{.Parent}}", "cli/child:1")) == parent
+    daemon.docker("rmi", "cli/child:1", "cli/base:1")
+
+
 def test_save_of_several_images_in_one_tar(daemon, rootfs_tar, tmp_path):
     daemon.docker("import", rootfs_tar, "cli/multi:a")
     daemon.docker("import", "-c", "CMD [\"sh\"]", rootfs_tar, "cli/multi:b")

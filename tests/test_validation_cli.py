@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import socket
+import threading
 
 import pytest
 
@@ -256,28 +257,24 @@ def test_a_stored_container_with_a_bad_field_is_skipped_not_fatal(daemon, filena
 
 # -- a bug is the server's fault, told in the log ---------------------------------------------------
 
-class QuietServer(object):
-    """The little of an API server a handler asks of it."""
-
-    def track(self, sock, active):
-        pass
-
-    def count_request(self, delta):
-        pass
-
-
-def test_a_bug_answers_500_with_a_short_message_and_logs_the_traceback(monkeypatch, caplog):
+def test_a_bug_answers_500_with_a_short_message_and_logs_the_traceback(monkeypatch, caplog,
+                                                                     tmp_path):
     import pydockerd
 
     def broken(handler):
         raise RuntimeError("python's own words")
 
     monkeypatch.setattr(pydockerd.APIHandler, "get_version", broken)
-    client, served = socket.socketpair()
-    with client, served:
-        client.sendall(b"GET /v1.41/version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
-        pydockerd.APIHandler(served, "", QuietServer())
-        answer = client.recv(65536).decode()
+    server = pydockerd.UnixAPIServer(str(tmp_path / "api.sock"), "docker", daemon=None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(tmp_path / "api.sock"))
+            client.sendall(b"GET /v1.41/version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+            answer = b"".join(iter(lambda: client.recv(65536), b"")).decode()
+    finally:
+        server.shutdown()
+        server.server_close()
     assert answer.startswith("HTTP/1.1 500 ")
     assert answer.endswith('\r\n\r\n{"message":"internal server error"}\n')
     assert "python's own words" not in answer

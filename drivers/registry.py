@@ -630,12 +630,18 @@ def _describe_network_error(err, netloc, connection):
 
 
 def url_host_error(netloc):
-    """url.Parse's words for a host it refuses (and http.client too), else None."""
+    """url.Parse's words for a host it refuses (as http.client and urlsplit do), else None."""
     if re.search(r"[\x00-\x1f\x7f]", netloc):
         return "net/url: invalid control character in URL"
-    if " " in netloc:
-        return 'invalid character " " in host name'
-    port = re.search(r":([^:\]]+)$", netloc.rpartition("@")[2])  # not inside [an:ip:v6]
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):  # an IPv6 literal; only a port may follow it
+        if "]" not in host:
+            return "missing ']' in host"
+        host = host[host.index("]") + 1:]
+    bad = re.search(r"[ \[\]]", host)
+    if bad:
+        return "invalid character %s in host name" % json.dumps(bad.group())
+    port = re.search(r":([^:]+)$", host)
     if port and not port.group(1).isdigit():
         return "invalid port %s after host" % json.dumps(port.group())
     return None
@@ -644,7 +650,7 @@ def url_host_error(netloc):
 def parse_server_address(address):
     """Auth's url.Parse of a login's server address (https:// unless it names a scheme)."""
     url = address if address.startswith(("https://", "http://")) else "https://" + address
-    problem = url_host_error(urllib.parse.urlsplit(url).netloc)
+    problem = url_host_error(re.split(r"[/?#]", url.split("://", 1)[1], 1)[0])
     if problem:
         raise errdefs.InvalidParameter('unable to parse server address: parse "%s": %s'
                                        % (url, problem))

@@ -136,10 +136,14 @@ def test_a_login_to_a_host_name_idna_cannot_encode_is_a_failed_lookup(api):
 
 def test_a_login_server_address_url_parse_refuses_is_a_bad_parameter(api):
     """Found: `/auth` with a space or a control character in serveraddress answered 500 with
-    http.client's "URL can't contain control characters"; dockerd's Auth parses it first."""
+    http.client's "URL can't contain control characters", and one with a `[` ended the
+    connection unanswered (urlsplit's "Invalid IPv6 URL"); dockerd's Auth parses it first."""
     for address, problem in (("a b", 'invalid character " " in host name'),
                              ("a\x01b", "net/url: invalid control character in URL"),
-                             ("host:xx", 'invalid port ":xx" after host')):
+                             ("host:xx", 'invalid port ":xx" after host'),
+                             ("[::1", "missing ']' in host"),
+                             ("x\x03[y", "net/url: invalid control character in URL"),
+                             ("a[b", 'invalid character "[" in host name')):
         answer = api("POST", "/auth", {"username": "u", "password": "p", "serveraddress": address})
         assert answer.status == 400, answer.body
         assert answer.json() == {"message": 'unable to parse server address: parse "https://%s": %s'

@@ -84,6 +84,10 @@ class LocalLogger(object):
     def log(self, message):
         self.file.write(frame(message))
 
+    def log_lines(self, lines):
+        for message in lines.messages():
+            self.log(message)
+
     def backlogged(self):
         return False
 

@@ -59,6 +59,9 @@ _NEEDS_ESCAPE = re.compile("[\x00-\x1f\"\\\\<>&\u2028\u2029\udc80-\udcff]")
 # The same test on raw bytes, true also for any non-ASCII byte: a line it passes is printable
 # ASCII that needs no escape (the fast path of encode_log_text).
 _NEEDS_ESCAPE_ASCII = re.compile(b"[\x00-\x1f\"\\\\<>&\x7f-\xff]")
+# The same two tests for a run of lines, whose newlines are not part of any line's text.
+_NEEDS_ESCAPE_IN_LINES = re.compile("[\x00-\x09\x0b-\x1f\"\\\\<>&\u2028\u2029\udc80-\udcff]")
+_NEEDS_ESCAPE_IN_LINES_ASCII = re.compile(b"[\x00-\x09\x0b-\x1f\"\\\\<>&\x7f-\xff]")
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r"}
 # Go's encoding/json (GELF's records) writes a tab as \t too.
 GO_SHORT_ESCAPES = dict(_SHORT_ESCAPES, **{"\t": "\\t"})
@@ -79,11 +82,23 @@ class LogDriverError(Exception):
     """A log driver that cannot be used as configured (bad name or --log-opt)."""
 
 
-class Copier(object):
-    """logger.Copier for one stream: bytes in, complete-line Messages out.
+class Lines(collections.namedtuple("Lines", "data source timestamp")):
+    """Complete lines of "stdout" or "stderr" that one read brought: data holds them, each
+    with its newline and none as long as the copier's buffer, all stamped with that read's time
+    (dockerd's copier stamps each line as it logs it, so lines read together get all but the
+    same time). A driver writes them in one go (JSONFileLogger.log_lines) or one by one."""
 
-    feed() returns the messages for every newline seen; a line that fills the buffer without
-    a newline is logged as a partial message, and so is whatever is left at close().
+    def messages(self):
+        return [Message(line, self.source, self.timestamp, False)
+                for line in self.data[:-1].split(b"\n")]
+
+
+class Copier(object):
+    """logger.Copier for one stream: bytes in, lines out.
+
+    feed() returns what a read completed: Lines for a run of ordinary lines, Messages for the
+    pieces of a line that fills the buffer without a newline (each marked partial but the
+    last); whatever is left at close() is logged as a partial Message.
     """
 
     def __init__(self, source, buffer_size=COPIER_BUFFER_SIZE):
@@ -93,26 +108,31 @@ class Copier(object):
 
     def feed(self, data):
         pending = self._pending + data
-        messages, start = [], 0
-        while True:  # an offset walks the buffer: slicing off each line would copy the rest
+        now = time.time_ns()
+        items, start = [], 0
+        end = pending.rfind(b"\n") + 1
+        # The usual read: whole lines, all shorter than the buffer, handed on as one run
+        # (a run no longer than the buffer cannot hold a line that long).
+        if end and (end <= self._buffer_size or
+                    max(map(len, pending[:end].split(b"\n"))) < self._buffer_size):
+            items.append(Lines(pending[:end], self.source, now))
+            start = end
+        while True:  # an offset walks the rest: slicing off each line would copy the rest
             newline = pending.find(b"\n", start, start + self._buffer_size)
             if newline >= 0:
-                messages.append(self._message(pending[start:newline], False))
+                items.append(Message(pending[start:newline], self.source, now, False))
                 start = newline + 1
             elif len(pending) - start >= self._buffer_size:
-                messages.append(self._message(pending[start:start + self._buffer_size], True))
+                items.append(Message(pending[start:start + self._buffer_size], self.source, now, True))
                 start += self._buffer_size
             else:
                 self._pending = pending[start:]
-                return messages
+                return items
 
     def close(self):
         """End of stream: the unterminated rest, if any, as a partial message."""
         rest, self._pending = self._pending, b""
-        return [self._message(rest, True)] if rest else []
-
-    def _message(self, line, partial):
-        return Message(line, self.source, time.time_ns(), partial)
+        return [Message(rest, self.source, time.time_ns(), True)] if rest else []
 
 
 DAEMON_NAME = "docker"
@@ -212,6 +232,9 @@ class NoneLogger(object):
     def log(self, message):
         pass
 
+    def log_lines(self, lines):
+        pass
+
     def backlogged(self):
         return False
 
@@ -242,14 +265,36 @@ class LogFile(object):
         OSError(ENOSPC, "no space left on device") is the caller's to report."""
         if self.max_size != -1 and self._size >= self.max_size:
             self._rotate()
-        view = memoryview(record)
+        self._append(record, lambda written: 0)
+
+    def write_lines(self, records):
+        """Append records that each end with a newline, rotating between two of them exactly
+        where write() would have: the record that reaches max_size is the file's last. On a
+        full disk the whole records written stay and the torn one is cut off."""
+        start = 0
+        while start < len(records):
+            if self.max_size != -1 and self._size >= self.max_size:
+                self._rotate()
+            end = len(records)
+            if self.max_size != -1 and end - start > self.max_size - self._size:
+                # the record holding the file's last byte before max_size ends the part
+                end = records.index(b"\n", start + self.max_size - self._size - 1) + 1
+            part = records[start:end]
+            self._append(part, lambda written: part.rfind(b"\n", 0, written) + 1)
+            start = end
+
+    def _append(self, data, whole):
+        """Write data at the end; on an error, keep only its first whole(written) bytes."""
+        view, written = memoryview(data), 0
         try:
-            while view:   # a full disk first answers with a short write, then ENOSPC
-                view = view[os.write(self._fd, view):]
+            while written < len(data):  # a full disk first answers with a short write, then ENOSPC
+                written += os.write(self._fd, view[written:])
         except OSError as err:
-            os.ftruncate(self._fd, self._size)
+            kept = whole(written)
+            os.ftruncate(self._fd, self._size + kept)
+            self._size += kept
             raise OSError(err.errno, os.strerror(err.errno).lower(), self.path) from None
-        self._size += len(record)
+        self._size += len(data)
 
     def _rotate(self):
         os.close(self._fd)
@@ -311,6 +356,9 @@ class JSONFileLogger(object):
 
     def log(self, message):
         self.file.write(marshal_message(message, self._attrs))
+
+    def log_lines(self, lines):
+        self.file.write_lines(marshal_lines(lines, self._attrs))
 
     def backlogged(self):
         return False
@@ -381,14 +429,31 @@ def marshal_message(message, attrs=""):
     return ("{" + ",".join(parts) + "}\n").encode("utf-8")
 
 
+def marshal_lines(lines, attrs=""):
+    """The records of marshal_message for each of a run of Lines, built for the whole run at
+    once: the lines share their stream and time, so every record ends the same way, and the
+    newlines between them become that end and the next record's start."""
+    end = ('\\n","stream":"%s"%s,"time":"%s"}\n' % (
+        lines.source, ',"attrs":' + attrs if attrs else "", format_time(lines.timestamp))).encode()
+    text = lines.data
+    if _NEEDS_ESCAPE_IN_LINES_ASCII.search(text):
+        text = _escape(text, _NEEDS_ESCAPE_IN_LINES, _SHORT_ESCAPES).encode("utf-8")
+    return b'{"log":"' + text[:-1].replace(b"\n", end + b'{"log":"') + end
+
+
 def encode_log_text(data, short_escapes=_SHORT_ESCAPES):
     """ffjsonWriteJSONBytesAsString: bytes as a JSON string the way dockerd escapes them
     (with GO_SHORT_ESCAPES, the way Go's encoding/json does: tab as \\t)."""
     if not _NEEDS_ESCAPE_ASCII.search(data):  # most log lines: printable ASCII, nothing to do
         return '"' + data.decode("ascii") + '"'
-    text = data.decode("utf-8", "surrogateescape")
-    return '"' + _NEEDS_ESCAPE.sub(lambda match: _escape_character(match, short_escapes),
-                                   text) + '"'
+    return '"' + _escape(data, _NEEDS_ESCAPE, short_escapes) + '"'
+
+
+def _escape(data, pattern, short_escapes):
+    """data decoded as UTF-8 (a byte that is not becomes \\ufffd) with what pattern finds
+    escaped."""
+    return pattern.sub(lambda match: _escape_character(match, short_escapes),
+                       data.decode("utf-8", "surrogateescape"))
 
 
 def _escape_character(match, short_escapes):
@@ -624,6 +689,10 @@ class Sender(object):
             self._thread = threading.Thread(target=self._run, name="log-sender", daemon=True)
             self._thread.start()
 
+    def log_lines(self, lines):
+        for message in lines.messages():  # one by one: non-blocking mode may drop any of them
+            self.log(message)
+
     def _full(self, size):
         limit = self.driver.buffer_limit
         return self._bytes + size > self.max_bytes or bool(limit and len(self._queue) >= limit)
@@ -688,6 +757,10 @@ class CachedLogger(object):
     def log(self, message):
         self.remote.log(message)
         self.cache.log(message)
+
+    def log_lines(self, lines):
+        self.remote.log_lines(lines)
+        self.cache.log_lines(lines)
 
     def backlogged(self):
         return self.remote.backlogged()

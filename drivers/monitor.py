@@ -5,9 +5,10 @@ containers died with the daemon. pydockerd gives each container, and each `docke
 small monitor process instead (design.md section 3):
 
   * it starts the process through the exec driver and owns its stdio (pipes, or the pty);
-  * it copies stdout/stderr into the log driver (drivers/logger.py) line by line; a remote
-    driver that falls behind in blocking mode makes it stop reading the output (the
-    container then blocks on its pipe) without stopping anything else it serves;
+  * it copies stdout/stderr into the log driver (drivers/logger.py), the lines of each read
+    as one run (json-file writes a run's records with one write); a remote driver that
+    falls behind in blocking mode makes it stop reading the output (the container then
+    blocks on its pipe) without stopping anything else it serves;
   * it serves attach on a unix socket: output to every attached client, stdin from them,
     pty resizes, signals, "wait for the exit";
   * it reaps the process (and any orphan: it is a child subreaper) and records the exit
@@ -774,15 +775,20 @@ class _Monitor(object):
                     client.close_when_flushed = True
                     self._update_client(client)
 
-    def _log(self, messages):
-        """Copy lines to the log driver. A line that cannot be written (a full disk) is
-        dropped and the container goes on, as with dockerd's copier, which logs "Error writing
-        log message" and leaves the container's state alone (State.Error never says it). The
-        monitor logs that to monitor.log once per run of failures: the next failure after a
-        line was written again is logged again."""
-        for message in messages:
+    def _log(self, items):
+        """What a copier read (logger.Lines and partial logger.Messages) to the log driver.
+
+        Lines that cannot be written (a full disk) are dropped and the container goes on, as
+        with dockerd's copier, which logs "Error writing log message" and leaves the
+        container's state alone (State.Error never says it). The monitor logs that to
+        monitor.log once per run of failures: the next failure after lines were written again
+        is logged again."""
+        for item in items:
             try:
-                self.log.log(message)
+                if isinstance(item, logger.Lines):
+                    self.log.log_lines(item)
+                else:
+                    self.log.log(item)
             except OSError as err:
                 if not self.log_failing:
                     logger.note('Error writing log message: driver=%s error="%s"' % (
@@ -792,6 +798,8 @@ class _Monitor(object):
                 self.log_failing = False
 
     def _broadcast(self, stream, data):
+        if not self.clients:
+            return
         framed = struct.pack(">BxxxI", STREAM_IDS[stream], len(data)) + data
         for client in self.clients:
             if stream in client.streams:

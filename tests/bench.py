@@ -3,8 +3,8 @@
 Set BENCH_REF_HOST=unix:///path/to/dockerd.sock (and BENCH_REF_PID=<dockerd pid>) to measure a
 running dockerd 20.10 in the same run; for the networking figures, run that dockerd in a network
 namespace of its own and set BENCH_REF_NETNS=/var/run/netns/<name> (never beside a pydockerd
-with iptables on: both manage the same chains). Figures are printed, never asserted: speed
-goals live here, not in the tests.
+with iptables on: both manage the same chains). BENCH_ONLY=log runs only the logging rows.
+Figures are printed, never asserted: speed goals live here, not in the tests.
 """
 import compileall
 import io
@@ -408,8 +408,28 @@ def main():
     # A host runs the daemon from cached bytecode after its first start; build that cache now
     # (compileall writes it even where PYTHONDONTWRITEBYTECODE is set) so boots are comparable.
     compileall.compile_dir(os.path.join(REPO, "drivers"), quiet=1)
-    bench_boot()
     work = tempfile.mkdtemp(prefix="pyd-bench-", dir="/tmp")
+    everything = os.environ.get("BENCH_ONLY") != "log"
+    try:
+        if everything:
+            bench_daemon(work)
+        networked = DaemonProcess(new_daemon_dir(), [], netns=True).start()
+        try:
+            hosts = [("pydockerd", networked.host, networked.netns_path)]
+            if os.environ.get("BENCH_REF_HOST") and os.environ.get("BENCH_REF_NETNS"):
+                hosts.append(("reference", os.environ["BENCH_REF_HOST"], os.environ["BENCH_REF_NETNS"]))
+            if everything:
+                bench_network(hosts, work)
+            bench_logging(hosts, work)
+        finally:
+            networked.cleanup()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_daemon(work):
+    """The rows that need no network: boot, images, registry, containers, build, runtime."""
+    bench_boot()
     daemon = DaemonProcess(new_daemon_dir(), ["-b", "none"]).start()
     try:
         hosts = [("pydockerd", daemon.host)]
@@ -422,16 +442,6 @@ def main():
         bench_runtime(hosts, work)
     finally:
         daemon.cleanup()
-    networked = DaemonProcess(new_daemon_dir(), [], netns=True).start()
-    try:
-        hosts = [("pydockerd", networked.host, networked.netns_path)]
-        if os.environ.get("BENCH_REF_HOST") and os.environ.get("BENCH_REF_NETNS"):
-            hosts.append(("reference", os.environ["BENCH_REF_HOST"], os.environ["BENCH_REF_NETNS"]))
-        bench_network(hosts, work)
-        bench_logging(hosts, work)
-    finally:
-        networked.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

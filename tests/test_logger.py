@@ -6,7 +6,7 @@ import os
 import pytest
 
 from drivers import logger
-from drivers.logger import Copier, LogDriverError, Message
+from drivers.logger import Copier, Lines, LogDriverError, Message
 
 # 2015-09-10T10:00:00Z plus 123456789 ns.
 T0 = 1441879200 * 10 ** 9
@@ -85,21 +85,40 @@ def test_every_record_is_valid_json():
 
 # --- the copier ------------------------------------------------------------------------------
 
+def messages(items):
+    """What Copier.feed returned, one Message per line."""
+    return [m for item in items for m in (item.messages() if isinstance(item, Lines) else [item])]
+
+
 def test_copier_emits_one_message_per_line():
-    messages = Copier("stdout").feed(b"one\ntwo\nthr")
-    assert [(m.line, m.partial) for m in messages] == [(b"one", False), (b"two", False)]
+    lines = messages(Copier("stdout").feed(b"one\ntwo\nthr"))
+    assert [(m.line, m.partial) for m in lines] == [(b"one", False), (b"two", False)]
+
+
+def test_copier_hands_on_the_lines_of_one_read_as_one_run_with_one_time():
+    items = Copier("stderr").feed(b"one\n\nthree\nfo")
+    assert len(items) == 1 and isinstance(items[0], Lines)
+    assert (items[0].data, items[0].source) == (b"one\n\nthree\n", "stderr")
+    assert [(m.line, m.timestamp) for m in items[0].messages()] == [
+        (b"one", items[0].timestamp), (b"", items[0].timestamp), (b"three", items[0].timestamp)]
 
 
 def test_copier_joins_a_line_split_across_reads():
     copier = Copier("stdout")
     copier.feed(b"hel")
-    assert [m.line for m in copier.feed(b"lo\n")] == [b"hello"]
+    assert [m.line for m in messages(copier.feed(b"lo\n"))] == [b"hello"]
 
 
 def test_copier_cuts_a_long_line_into_partial_messages():
-    messages = Copier("stdout", buffer_size=4).feed(b"abcdefghij\n")
-    assert [(m.line, m.partial) for m in messages] == [
+    lines = messages(Copier("stdout", buffer_size=4).feed(b"abcdefghij\n"))
+    assert [(m.line, m.partial) for m in lines] == [
         (b"abcd", True), (b"efgh", True), (b"ij", False)]
+
+
+def test_copier_cuts_a_long_line_among_short_ones_of_the_same_read():
+    lines = messages(Copier("stdout", buffer_size=4).feed(b"ab\nabcdefg\nabc\nx"))
+    assert [(m.line, m.partial) for m in lines] == [
+        (b"ab", False), (b"abcd", True), (b"efg", False), (b"abc", False)]
 
 
 def test_copier_close_logs_the_unterminated_rest_as_partial():
@@ -175,6 +194,55 @@ def test_reopened_log_counts_its_existing_size(tmp_path):
     write_lines(logger.new_logger("json-file", path, opts), 1)
     write_lines(logger.new_logger("json-file", path, opts), 1)
     assert os.path.exists(path + ".1")
+
+
+# --- a run of lines in one write -------------------------------------------------------------
+
+def test_a_run_of_lines_is_marshalled_as_each_of_its_lines(tmp_path):
+    text = b'plain\n\ttab "q" \\ <a&b>\n\xff\xe2\x80\xa8caf\xc3\xa9\r\x00\x7f\n\n'
+    expected = b"".join(record(line, "stderr", T0 + 5, attrs='{"tag":"t"}')
+                        for line in text[:-1].split(b"\n"))
+    assert logger.marshal_lines(Lines(text, "stderr", T0 + 5), '{"tag":"t"}') == expected
+
+
+def test_a_run_of_lines_rotates_exactly_where_line_by_line_writes_would(tmp_path):
+    lines = [b"%03d" % i for i in range(40)]
+    one = len(record(lines[0], timestamp=T0))
+    for max_size in (1, one - 1, one, 2 * one, 2 * one + 1, 5 * one + 7):
+        trees = []
+        for mode in ("one by one", "as a run"):
+            directory = tmp_path / ("%d-%s" % (max_size, mode))
+            directory.mkdir()
+            log = logger.new_logger("json-file", str(directory / "c-json.log"),
+                                    {"max-size": str(max_size), "max-file": "3"})
+            if mode == "as a run":
+                log.log_lines(Lines(b"".join(line + b"\n" for line in lines), "stdout", T0))
+            else:
+                for line in lines:
+                    log.log(Message(line, "stdout", T0, False))
+            log.close()
+            trees.append({name: (directory / name).read_bytes() for name in os.listdir(str(directory))})
+        assert trees[0] == trees[1] and len(trees[0]) == 3
+
+
+def test_a_full_disk_keeps_the_whole_records_of_a_run(tmp_path, monkeypatch):
+    path = str(tmp_path / "c-json.log")
+    log = logger.new_logger("json-file", path)
+    real_write, room = os.write, [len(record(b"line", timestamp=T0)) * 3 // 2]
+
+    def full_after_one_and_a_half_records(fd, data):  # a short write, then ENOSPC
+        if not room[0]:
+            raise OSError(28, "No space left on device")
+        written = real_write(fd, bytes(data[:room[0]]))
+        room[0] -= written
+        return written
+    monkeypatch.setattr(os, "write", full_after_one_and_a_half_records)
+    with pytest.raises(OSError, match="no space left on device"):
+        log.log_lines(Lines(b"line\nline\nline\n", "stdout", T0))
+    monkeypatch.undo()
+    log.log_lines(Lines(b"next\n", "stdout", T0))
+    log.close()
+    assert [json.loads(line)["log"] for line in open(path)] == ["line\n", "next\n"]
 
 
 def test_none_driver_writes_nothing(tmp_path):

@@ -5,6 +5,85 @@ anything is made; what dockerd refuses at create is refused at create; a contain
 with a bad field is skipped at boot instead of breaking every listing; no Python text ever
 reaches a client. The expected messages are those of dockerd 20.10.24 for the same requests.
 One daemon for the module, as in test_fidelity_cli.py.
+
+Issue #10's findings and their regression tests
+-----------------------------------------------
+Each finding of the issue's "Why", its test, and what the test met copied onto d1249ce (the
+code before the issue) and run alone. V = this file, C = test_container_faults.py,
+I = test_image_faults.py, H = test_http_strict.py. The tests, by short name:
+
+  bool     V::test_a_string_for_a_host_config_bool_is_refused
+  tty      V::test_a_string_for_tty_is_refused
+  typed    V::test_badly_typed_fields_are_refused_with_gos_words
+  stored   V::test_a_stored_container_with_a_bad_field_is_skipped_not_fatal
+  nul      V::test_a_nul_byte_is_refused_at_create
+  surr     V::test_a_lone_surrogate_decodes_as_the_replacement_character
+  refuse   V::test_create_refuses_what_dockerd_refuses
+  capdrop  V::test_env_null_and_capdrop_as_a_string_are_accepted_and_start
+  restart  V::test_restart_with_an_overflowing_timeout_is_a_400
+  resize   V::test_resize_without_a_tty_is_a_no_op_as_in_dockerd
+  storm    C::test_kill_during_operation[storm-1]
+  names    C::test_leftovers_of_creates_and_names_are_removed_at_boot
+  cut      C::test_start_cut_short_is_undone_at_boot
+  workdir  C::test_workdir_below_an_absolute_symlink_is_made_inside_the_root
+  staging  I::test_boot_removes_what_a_killed_load_left
+  hostile  I::test_load_refuses_hostile_layer
+  strict   H::test_refused_like_go_and_the_daemon_still_answers
+  chunk    H::test_malformed_chunked_body_is_a_400_with_go_words
+  idle     H::test_idle_connections_cost_no_thread_and_are_all_served
+
+  Finding                           Test [case]                    Fails on d1249ce
+  Privileged, ReadonlyRootfs,       bool[Privileged],              yes: 201, each
+    AutoRemove, Init "false" true     [ReadonlyRootfs],
+                                      [AutoRemove], [Init]
+  Tty "false" read as true          tty                            yes: 201
+  NetworkMode 5 breaks ps, inspect  stored[...-NetworkMode]        yes: `ps -a` cannot decode
+    ... and how one was stored      typed {"networkmode": 5}       yes: 201 (a)
+  User 5: raw Python text           typed {"User": 5}              yes: 201, broken at start
+  embedded null byte: raw text      nul[*] (Env, Cmd, ...)         yes: 201; start 500 ValueError
+  lone surrogate in Env: raw text   surr                           yes: kept raw; start 500
+  chunk size -2: raw text in a 500  chunk[size -2]                 yes: 500
+  Env "" and "=x" accepted          refuse Env [""], ["=x"]        yes: 201, each
+  a mount point twice accepted      refuse {"binds": twice}        yes: 201 (a)
+  Memory 1 accepted                 refuse {"memory": 1}           yes: 201 (a)
+  unknown capabilities accepted     refuse {"capadd": [CAP_FOO]}   yes: 201 (a)
+  container:<missing> IPC, PID      refuse IpcMode, PidMode        yes: 201, each
+  unknown StopSignal accepted       refuse StopSignal "FOO"        yes: 201
+  negative healthcheck interval     refuse {"healthcheck":         yes: 201 (a)
+                                      {"interval": -1}}
+  CapDrop "ALL" fails at start      capdrop                        yes: 400 'unknown capability
+                                                                     "A"'
+  storm: name reserved by nothing   storm; names                   yes: /s<n> names a missing
+                                                                     container (b); names: the
+                                                                     name "in use" by a container
+                                                                     rm says does not exist
+  storm: its empty directory        names                          yes: the empty directory kept
+  storm: monitors, half-started     cut; every storm case's        yes: alive 10 s after boot,
+    processes alive after restart     check_nothing_left (rm -f)     and after rm -f
+    and after rm -f
+  storm: Created, overlay mounted   cut                            yes: mount, cgroups kept (c)
+  load: staging dir in <root>/tmp   staging                        yes: docker-import-* kept
+  no Host; two Content-Lengths;     strict[no Host],               yes: each served (200 or a
+    Content-Length with chunked;      [two Content-Lengths],         handler's 4xx)
+    bare-LF lines                     [Content-Length and chunked],
+                                      [bare LF everywhere],
+                                      [bare LF in a header]
+  2,000 idle clients: 2,002 threads idle                           yes: 2,003 threads
+  -w /wd/x, /wd an absolute link    workdir                        yes: mkdir /wd/x: no such file
+  layer tar writes through a        hostile[through-absolute-      yes: loaded, each
+    symlink it made                   symlink], [through-dotdot-
+                                      chain]
+  layer tar repeats an entry        hostile[repeated-entry]        yes: loaded
+  restart?t=-99999999999999999999   restart                        yes: 204
+  resize without a tty: 500         resize                         yes: 500
+
+(a) Go matches JSON keys case-insensitively; d1249ce checked only the exact spelling, so a
+    lower-case key got past its checks. Spelled exactly, d1249ce already refused these in
+    dockerd's words: refuse's Binds, Memory and Healthcheck cases pass there, its CapAdd and
+    CapDrop cases and typed's NetworkMode case fail there on wording only.
+(b) storm-2's later kill left nothing torn there: it passes on d1249ce.
+(c) cut stops at its earlier check there (processes alive); without that check, the Created
+    container's overlay mount, cgroups and state directory were all still there after boot.
 """
 import glob
 import json
@@ -86,6 +165,10 @@ def test_privileged_false_as_a_bool_stays_unprivileged(daemon):
      "HealthConfig.Healthcheck.Test of type []string"),
     ({"HostConfig": {"CapDrop": 5}}, "cannot unmarshal number into Go struct field "
      "HostConfig.HostConfig.CapDrop of type string"),
+    # Go matches keys case-insensitively: a lower-case key is the same field, typed alike
+    # (before typed input, this one was stored and broke inspect and start).
+    ({"HostConfig": {"networkmode": 5}}, "cannot unmarshal number into Go struct field "
+     "HostConfig.HostConfig.NetworkMode of type container.NetworkMode"),
 ])
 def test_badly_typed_fields_are_refused_with_gos_words(daemon, body, message):
     refused(daemon, dict(body, Image="busybox"), "json: " + message)
@@ -146,11 +229,12 @@ def test_a_nul_byte_is_refused_at_create(daemon, body, field):
 
 
 def test_a_lone_surrogate_decodes_as_the_replacement_character(daemon):
-    status, answer = api_create(daemon, {"Image": "busybox", "Cmd": ["true"],
+    status, answer = api_create(daemon, {"Image": "busybox", "Cmd": ["env"],
                                          "Env": ["A=\ud800x"], "Labels": {"l": "\udfff"}})
     assert status == 201
     config = inspect(daemon, answer["Id"])["Config"]
     assert "A=\ufffdx" in config["Env"] and config["Labels"] == {"l": "\ufffd"}
+    assert "A=\ufffdx" in out(daemon.docker("start", "-a", answer["Id"])).split("\n")
 
 
 # -- what dockerd refuses at create ----------------------------------------------------------------
@@ -171,6 +255,11 @@ def test_a_lone_surrogate_decodes_as_the_replacement_character(daemon):
     ({"Healthcheck": {"Timeout": -1}}, "Timeout in Healthcheck cannot be less than 1ms"),
     ({"Healthcheck": {"StartPeriod": -1}}, "StartPeriod in Healthcheck cannot be less than 1ms"),
     ({"Healthcheck": {"Retries": -1}}, "Retries in Healthcheck cannot be negative"),
+    # The same checks reached through Go's case-insensitive keys (once created unchecked).
+    ({"HostConfig": {"binds": ["/tmp:/x", "/tmp:/x"]}}, "Duplicate mount point: /x"),
+    ({"HostConfig": {"memory": 1}}, "Minimum memory limit allowed is 6MB"),
+    ({"HostConfig": {"capadd": ["CAP_FOO"]}}, 'invalid CapAdd: unknown capability: "CAP_FOO"'),
+    ({"healthcheck": {"interval": -1}}, "Interval in Healthcheck cannot be less than 1ms"),
 ])
 def test_create_refuses_what_dockerd_refuses(daemon, body, message):
     refused(daemon, dict(body, Image="busybox"), message)

@@ -29,6 +29,7 @@ import copy
 import errno
 import functools
 import grp
+import http.client
 import ipaddress
 import json
 import logging
@@ -2227,13 +2228,15 @@ def wait_stopped(container, timeout):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            container.cond.wait(left)
+            # a wait of centuries is a wait the OS cannot express: take it in pieces
+            container.cond.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
     return True
 
 
 def stop_container(daemon, container, timeout=10):
-    """daemon.containerStop: the stop signal, `timeout` seconds of grace, then SIGKILL. A
-    container waiting to restart is stopped by cancelling the restart."""
+    """daemon.containerStop: the stop signal, `timeout` seconds of grace (a negative one:
+    as long as it takes), then SIGKILL. A container waiting to restart is stopped by
+    cancelling the restart."""
     if not (container.running or container.restarting):
         raise errdefs.NotModified("container already stopped")
     container.manually_stopped = True
@@ -2242,7 +2245,7 @@ def stop_container(daemon, container, timeout=10):
         kill_with_signal(daemon, container, stop_signal)
     except errdefs.Conflict:
         pass  # it exited meanwhile
-    if not wait_stopped(container, timeout):
+    if not wait_stopped(container, timeout if timeout >= 0 else None):
         log.info("Container %s failed to exit within %d seconds of signal %d - using the force",
                  container.id[:12], timeout, stop_signal)
         try:
@@ -2846,7 +2849,8 @@ def resize_exec(exec_config, height, width):
     """ContainerExecResize: the size of the exec's terminal (the first one lets it start)."""
     if exec_config.monitor is None or not exec_config.running:
         raise errdefs.Conflict("Exec %s is not running" % exec_config.id)
-    exec_config.monitor.resize(*terminal_size(height, width))
+    if exec_config.process.tty:  # as a container's, a resize without a tty is a no-op
+        exec_config.monitor.resize(*terminal_size(height, width))
     exec_config.resized.set()
 
 
@@ -4711,17 +4715,27 @@ def pull_reference(image, tag):
     return ref
 
 
+URL_RESERVED = ":/?#[]@!$&'()*+,;=~"  # RFC 3986's reserved characters, and `~`
+
+
 def open_import_url(source):
     """fromSrc=<url>: dockerd fetches the tarball itself; a bare host gets http:// like dockerd."""
     if "://" not in source:
         source = "http://" + source
+    if re.search(r"[\x00-\x1f\x7f]", source):  # url.Parse's refusal, before any request
+        raise InvalidParameter('parse "%s": net/url: invalid control character in URL' % source)
+    # What is left outside ASCII goes escaped, as Go's URL.String() sends it.
+    source = urllib.parse.quote(source, safe=URL_RESERVED + "%")
     if urllib.parse.urlsplit(source).scheme not in ("http", "https"):
         raise InvalidParameter("unsupported import source %s: only http and https URLs" % source)
     # imported on first use: 0.4 MB and 3 ms at start that a daemon needs only for `docker import <url>`
     from urllib.request import urlopen
     try:
         return urlopen(source, timeout=60)
-    except (OSError, ValueError) as err:
+    except UnicodeError:  # a host name that has no ASCII form (IDNA, or its Host header)
+        raise InvalidParameter("error downloading %s: dial tcp: lookup %s: no such host"
+                               % (source, urllib.parse.unquote(urllib.parse.urlsplit(source).netloc)))
+    except (OSError, ValueError, http.client.HTTPException) as err:
         raise InvalidParameter("error downloading %s: %s" % (source, err))
 
 

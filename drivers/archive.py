@@ -1003,14 +1003,16 @@ def is_archive(path):
         return False
 
 
-def tar_path(root, path, out, name):
+def tar_path(root, path, out, name, empty_dirs=()):
     """TarWithOptions with RebaseNames: the entry `path` of `root` (a file, or a directory and
     everything below it) as an uncompressed tar in which it is called `name`; "." puts a
-    directory's contents at the top of the tar. `path` is resolved inside `root`."""
+    directory's contents at the top of the tar. `path` is resolved inside `root`. The
+    directories `empty_dirs` (paths in `root`) go in without what is below them."""
     parts = _clean(os.fsencode(path))
     if parts is None:
         raise ArchiveError('invalid path "%s": it is outside of "%s"' % (path, root))
     writer = _TarWriter(root, out, "delete", rename=(parts, _clean(os.fsencode(name))))
+    writer.empty_dirs = {_clean(os.fsencode(directory)) for directory in empty_dirs}
     try:
         if name == ".":
             writer.add_children(parts)  # IncludeSourceDir is false: the top keeps its own mode
@@ -1119,6 +1121,7 @@ class _TarWriter(object):
         self.mode = whiteout_mode
         self.rename = rename     # (parts, new parts): RebaseNames, entries under parts renamed
         self.seen_inodes = {}  # (dev, ino) of files with several links -> first name written
+        self.empty_dirs = set()  # parts of directories written without their contents
         self._buffer = memoryview(bytearray(COPY_BUFFER_SIZE))
 
     def close(self):
@@ -1130,7 +1133,7 @@ class _TarWriter(object):
     def add_tree(self, parts):
         """One entry and, for a directory, everything below it."""
         st = self.add(parts)
-        if st is not None and stat.S_ISDIR(st.st_mode):
+        if st is not None and stat.S_ISDIR(st.st_mode) and parts not in self.empty_dirs:
             self.add_children(parts)
 
     def add_children(self, parts):

@@ -19,7 +19,9 @@ O_NOFOLLOW (drivers/archive's _Root), so no symlink planted by the container, or
 being unpacked, reaches the host (security.md checks 17 and 18).
 
 Where the files are. A running container's root is /proc/<pid>/root: the kernel shows there
-the container's own mount namespace, its volumes, bind mounts and tmpfs included. A stopped
+the container's own mount namespace, its volumes, bind mounts and tmpfs included; the
+kernel's filesystems mounted there (/proc, /sys, /dev/pts...) are archived as the empty
+directories dockerd finds in the rootfs it reads, never walked (`kernel_mounts`). A stopped
 container's root is its mounted read-write layer, and its volumes and bind mounts are not
 mounted anywhere, so `mounts` (destination -> host source) says where a path below one of
 them lands: as dockerd's resolvePath with volumes, the longest destination that is a prefix
@@ -41,7 +43,7 @@ import os
 import posixpath
 import stat
 
-from drivers import archive, errdefs, execdriver
+from drivers import archive, errdefs, execdriver, linux
 from drivers.logger import format_time
 
 PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -106,9 +108,10 @@ class ContainerFS(object):
     """One container's files, seen from the daemon: `root` is the container's root directory,
     `mounts` maps the destinations of mounts not visible under it to their host sources."""
 
-    def __init__(self, root, mounts=None):
+    def __init__(self, root, mounts=None, kernel_mounts=()):
         self.root = root
         self.mounts = mounts or {}
+        self.kernel_mounts = kernel_mounts  # /proc, /sys...: archived as empty directories
 
     # -- where a container path is -------------------------------------------------------
 
@@ -192,7 +195,7 @@ class ContainerFS(object):
         host, inside = self.location(resolved)
         name = "." if absolute.endswith("/.") or resolved == "/" else posixpath.basename(
             absolute.rstrip("/"))
-        archive.tar_path(host, inside, out, name)
+        archive.tar_path(host, inside, out, name, empty_dirs=self.kernel_mounts)
 
     def extract(self, path, stream, owner, no_overwrite_dir_non_dir):
         """ContainerExtractToDir: unpack the tar `stream` into directory `path` (followed).
@@ -237,7 +240,8 @@ def container_files(graph, container, name, path):
     mounts = {} if running else {destination: mount_point.source for destination, mount_point
                                  in container.mount_points.items() if mount_point.source}
     try:
-        yield ContainerFS(root, mounts)
+        kernel_mounts = linux.kernel_mount_points(container.pid) if running else ()
+        yield ContainerFS(root, mounts, kernel_mounts)
     except FileNotFoundError:
         raise errdefs.NotFound("Could not find the file %s in container %s" % (path, name)) from None
     except NotADirectoryError:

@@ -155,6 +155,24 @@ def is_mountpoint(path):
     return False
 
 
+# Filesystems whose files are the kernel's view of a process, not data: what `docker cp` of a
+# running container leaves out (dockerd reads its rootfs, where they are empty mount points).
+KERNEL_FILESYSTEMS = frozenset(("proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2",
+                                "securityfs", "debugfs", "tracefs", "bpf", "pstore"))
+
+
+def kernel_mount_points(pid):
+    """Where, seen from the root of process `pid`, a KERNEL_FILESYSTEMS filesystem is mounted."""
+    points = []
+    with open("/proc/%d/mountinfo" % pid) as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype in KERNEL_FILESYSTEMS:
+                points.append(unescape_mount_path(fields[4]))
+    return points
+
+
 def unescape_mount_path(field):
     """Undo the octal escapes (\\040 for a space) that /proc/*/mountinfo uses in paths."""
     if "\\" not in field:

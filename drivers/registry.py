@@ -372,6 +372,7 @@ class RegistryService(object):
         server may hand out (Docker Hub's web logins); plain registries give none.
         """
         auth_config = normalize_auth_config(auth_config)
+        parse_server_address(auth_config.get("serveraddress") or INDEX_SERVER)
         hostname = convert_to_hostname(auth_config.get("serveraddress") or INDEX_SERVER)
         last_error = None
         for endpoint in self.lookup_push_endpoints(hostname):
@@ -512,12 +513,15 @@ class Transport(object):
 
     def _round_trip(self, method, url, headers, body):
         parts = urllib.parse.urlsplit(url)
-        connection, target = self._connection_for(parts)
+        try:
+            connection, target = self._connection_for(parts)
+        except (ValueError, http.client.InvalidURL):  # urlsplit's bad port, http.client's bad host
+            raise RequestError(method, url, url_host_error(parts.netloc) or "invalid URL") from None
         try:
             self._connect(connection)
             connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException, UnicodeError) as err:
             connection.close()
             proxy = getattr(connection, "proxy_address", None)
             cause = _describe_network_error(err, proxy or parts.netloc, connection)
@@ -609,7 +613,7 @@ def _describe_network_error(err, netloc, connection):
         if connecting:
             return "dial tcp %s: i/o timeout" % netloc
         return "net/http: timeout awaiting response headers"
-    if isinstance(err, socket.gaierror):
+    if isinstance(err, (socket.gaierror, UnicodeError)):  # a host name IDNA cannot encode
         return "dial tcp: lookup %s: no such host" % urllib.parse.urlsplit("//" + netloc).hostname
     if isinstance(err, ssl.SSLCertVerificationError):
         return "tls: failed to verify certificate: x509: %s" % err.verify_message
@@ -623,6 +627,33 @@ def _describe_network_error(err, netloc, connection):
     if isinstance(err, OSError) and err.strerror:
         return "%s tcp %s: %s" % ("dial" if connecting else "read", netloc, err.strerror.lower())
     return str(err) or type(err).__name__
+
+
+def url_host_error(netloc):
+    """url.Parse's words for a host it refuses (as http.client and urlsplit do), else None."""
+    if re.search(r"[\x00-\x1f\x7f]", netloc):
+        return "net/url: invalid control character in URL"
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):  # an IPv6 literal; only a port may follow it
+        if "]" not in host:
+            return "missing ']' in host"
+        host = host[host.index("]") + 1:]
+    bad = re.search(r"[ \[\]]", host)
+    if bad:
+        return "invalid character %s in host name" % json.dumps(bad.group())
+    port = re.search(r":([^:]+)$", host)
+    if port and not port.group(1).isdigit():
+        return "invalid port %s after host" % json.dumps(port.group())
+    return None
+
+
+def parse_server_address(address):
+    """Auth's url.Parse of a login's server address (https:// unless it names a scheme)."""
+    url = address if address.startswith(("https://", "http://")) else "https://" + address
+    problem = url_host_error(re.split(r"[/?#]", url.split("://", 1)[1], 1)[0])
+    if problem:
+        raise errdefs.InvalidParameter('unable to parse server address: parse "%s": %s'
+                                       % (url, problem))
 
 
 # ---------------------------------------------------------------------------------------------

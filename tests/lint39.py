@@ -9,7 +9,9 @@ import os
 import sys
 
 PROJECT_MODULES = {"pydockerd", "drivers", "conftest"}
-TEST_ONLY_MODULES = {"pytest", "msgpack", "yaml"}
+# yaml regenerates drivers/apitypes.py; schemathesis (with hypothesis and requests, which it
+# drives) fuzzes the API from the spec.
+TEST_ONLY_MODULES = {"pytest", "msgpack", "yaml", "schemathesis", "hypothesis", "requests"}
 
 
 def python_files(paths):

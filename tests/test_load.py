@@ -141,6 +141,19 @@ def ping_all(socks):
         assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
 
 
+def hold_idle_connections(idle, threads):
+    """Wait for the client threads. A load longer than the daemon's idle timeout would see
+    its idle connections closed, as designed: like a keep-alive client, each one asks /_ping
+    again before half the timeout has passed."""
+    refreshed = time.monotonic()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=1)
+            if time.monotonic() - refreshed > httpserver.IDLE_TIMEOUT / 2:
+                ping_all(idle)
+                refreshed = time.monotonic()
+
+
 def start_server_container(daemon):
     created = daemon.request("POST", "/containers/create?name=server", body=json.dumps(
         {"Image": "busybox", "Cmd": ["sh", "-c", "echo ready; while true; do sleep 1; done"]}),
@@ -167,8 +180,7 @@ def run_load(archive, seconds):
         try:
             for thread in threads:
                 thread.start()
-            for thread in threads:
-                thread.join()
+            hold_idle_connections(idle, threads)
             peak = snapshot(pid)
             ping_all(idle)
         finally:

@@ -44,8 +44,9 @@ Connection lifecycle
   of slack); `501 Unsupported transfer encoding` for any Transfer-Encoding but `chunked`;
   `505` for an HTTP major version other than 1. Stricter than Go, as RFC 9112 permits and the
   request-smuggling advice asks: bare LF line ends, two different Content-Lengths and
-  Content-Length beside `Transfer-Encoding: chunked` are all 400. `parse_request` then takes
-  every head that passed (`HeaderBlocks`).
+  Content-Length beside `Transfer-Encoding: chunked` are all 400. The syntax is checked as
+  the head is read; `parse_request` parses what passed (`HeaderBlocks`), and the checks of
+  Host, Content-Length, Transfer-Encoding and Expect read its headers (`check_headers`).
 - **HTTP/1.0** as Go: no Host needed, Transfer-Encoding ignored, answered with an `HTTP/1.0`
   status line, kept alive only if it asked (`Connection: keep-alive`) and the answer has a
   length; a streamed answer is sent unchunked and ends with the connection.
@@ -257,38 +258,11 @@ def parse_version(text):
     return int(match.group(1)), int(match.group(2))
 
 
-class Head(object):
-    """One request's head, checked as net/http's readRequest checks it; `fields` are its header
-    lines, [(name, value)], values trimmed as Go's textproto trims them."""
+class Head(collections.namedtuple("Head", "method target version fields")):
+    """A request's head as the pre-check read it: `fields` are its header lines, [(name,
+    value)], values trimmed as Go's textproto trims them. parse_request reads it again."""
 
-    def __init__(self, method, target, version, fields):
-        self.method = method
-        self.target = target
-        self.version = version
-        self.fields = fields
-        self.body_length = body_length(version, self)
-        self.close = self._should_close()
-        host = self.values("Host")
-        if version >= (1, 1) and not host:
-            raise StatusError(400, "missing required Host header")
-        if len(host) > 1:
-            raise StatusError(400, "too many Host headers")
-        if host and not HOST.match(host[0]):
-            raise StatusError(400, "malformed Host header")
-        expect = self.values("Expect")
-        if expect and expect[0].lower() != "100-continue":
-            raise ExpectationFailed(expect[0])
-
-    def values(self, name):
-        """Every value of the header `name` (any case), in order, as Go's Header.Values."""
-        name = name.lower()
-        return [value for field, value in self.fields if field.lower() == name]
-
-    def _should_close(self):
-        """net/http shouldClose: 1.1 keeps alive unless told (a `close` token); 1.0 only if asked."""
-        tokens = {item.strip().lower() for value in self.values("Connection")
-                  for item in value.split(",")}
-        return "close" in tokens if self.version >= (1, 1) else "keep-alive" not in tokens
+    __slots__ = ()
 
     def request_line(self):
         """The request line for parse_request. Its str.split also splits at NEL and NBSP, bytes
@@ -302,10 +276,30 @@ class Head(object):
         return ("".join(lines) + "\r\n").encode("latin-1")
 
 
-def body_length(version, head):
+def check_headers(version, headers):
+    """net/http readRequest's checks of the parsed headers (parse_request's HTTPMessage):
+    (the body's length, whether the connection closes after the answer)."""
+    length = body_length(version, headers)
+    host = headers.get_all("Host", [])
+    if version >= (1, 1) and not host:
+        raise StatusError(400, "missing required Host header")
+    if len(host) > 1:
+        raise StatusError(400, "too many Host headers")
+    if host and not HOST.match(host[0]):
+        raise StatusError(400, "malformed Host header")
+    expect = headers.get_all("Expect", [])
+    if expect and expect[0].lower() != "100-continue":
+        raise ExpectationFailed(expect[0])
+    # net/http shouldClose: 1.1 keeps alive unless told (a `close` token); 1.0 only if asked.
+    tokens = {item.strip().lower() for value in headers.get_all("Connection", [])
+              for item in value.split(",")}
+    return length, "close" in tokens if version >= (1, 1) else "keep-alive" not in tokens
+
+
+def body_length(version, headers):
     """transfer.go readTransfer: the body's length, CHUNKED, or 0 when it has none."""
-    encodings = head.values("Transfer-Encoding") if version >= (1, 1) else []
-    lengths = [value.strip() for value in head.values("Content-Length")]
+    encodings = headers.get_all("Transfer-Encoding", []) if version >= (1, 1) else []
+    lengths = [value.strip() for value in headers.get_all("Content-Length", [])]
     if encodings:
         if len(encodings) > 1 or encodings[0].strip().lower() != "chunked":
             raise UnsupportedTransferEncoding(encodings)
@@ -322,7 +316,7 @@ def body_length(version, head):
 
 
 def read_request(reader, max_header_bytes):
-    """The next request's head, pre-checked, or None if the client closed between requests."""
+    """The next request's head, its syntax checked, or None if the client closed between requests."""
     budget = max_header_bytes + HEADER_SLACK
     line = reader.readline(budget + 1)
     if not line:
@@ -509,9 +503,13 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
         self.rfile = HeaderBlocks(self.head.header_section())
         if not self.parse_request():  # it has answered; it takes every head the pre-check passes
             return
+        try:
+            self.body_length, self.close_connection = check_headers(self.head.version, self.headers)
+        except ProtocolError as err:
+            self.refuse(err)
+            return
         self.rfile = self.request.reader  # the body follows the head on the connection
         self.path = self.head.target  # as sent: parse_request folds a leading `//`
-        self.close_connection = self.head.close  # Go's rule reads every Connection token
         if self.head.version < (1, 1):
             self.protocol_version = "HTTP/1.0"  # Go answers a 1.0 request in kind
         method = getattr(self, "do_" + self.command, None)
@@ -577,7 +575,7 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
 
     def make_body_reader(self):
         """The body as its framing says; a `100 Continue` owed is answered first."""
-        length = self.head.body_length
+        length = self.body_length
         if length and self.continue_owed:
             super().handle_expect_100()
         if length == CHUNKED:
@@ -589,7 +587,7 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
     def drain_body(self):
         """Keep-alive needs the rest of the body read first; past MAX_DRAIN, just close."""
         if self.body_reader is None:  # never opened: its bytes would read as the next request
-            self.close_connection = self.close_connection or self.head.body_length != 0
+            self.close_connection = self.close_connection or self.body_length != 0
             return
         if self.close_connection:
             return

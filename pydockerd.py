@@ -4996,7 +4996,9 @@ class ShutdownSignals(object):
         self.requested.set()
 
     def wait(self):
-        while not self.requested.wait(3600):
+        """A signal delivered to another thread does not wake the main one from its wait, yet
+        Python runs handlers only in the main thread: it looks again every second."""
+        while not self.requested.wait(1):
             pass
 
 

@@ -3478,9 +3478,6 @@ class UnixAPIServer(httpserver.HTTPServer):
         os.chown(self.server_address, 0, socket_group_id(self.group, self.server_address))
         os.chmod(self.server_address, 0o660)
 
-    def accepted(self, sock, address):
-        return super().accepted(sock, ("unix", 0))
-
 
 def socket_group_id(name, path):
     """The gid of -G (default `docker`); without that group the socket stays root-only."""
@@ -3503,11 +3500,16 @@ class TCPAPIServer(httpserver.HTTPServer):
         super().__init__(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, address,
                          APIHandler)
 
-    def accepted(self, sock, address):
-        if self.tls_context is not None:
-            sock = self.tls_context.wrap_socket(sock, server_side=True,
-                                                do_handshake_on_connect=False)
-        return super().accepted(sock, address)
+    def get_request(self):
+        sock, address = super().get_request()
+        if self.tls_context is None:
+            return sock, address
+        try:
+            return self.tls_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False), address
+        except OSError:
+            sock.close()
+            raise
 
 
 def make_tls_context(config):
@@ -3532,7 +3534,8 @@ class APIHandler(httpserver.RequestHandler):
     Handlers raise errdefs errors; dispatch turns them into dockerd's JSON error bodies.
     """
 
-    server_version = SERVER_HEADER
+    # http.server's Server header is "<server_version> <sys_version>": "Docker/<version> (linux)".
+    server_version, sys_version = SERVER_HEADER.split(" ")
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -3683,7 +3686,7 @@ class APIHandler(httpserver.RequestHandler):
             return
         self.send_json({"message": message}, status)
 
-    def send_error(self, code, message=None):
+    def send_error(self, code, message=None, explain=None):
         """The server's own refusal of a request it has read (an unknown method) as JSON too."""
         self.close_connection = True
         self.send_json({"message": message}, code)
@@ -5007,7 +5010,9 @@ class ShutdownSignals(object):
         self.requested.set()
 
     def wait(self):
-        while not self.requested.wait(3600):
+        """A signal delivered to another thread does not wake the main one from its wait, yet
+        Python runs handlers only in the main thread: it looks again every second."""
+        while not self.requested.wait(1):
             pass
 
 

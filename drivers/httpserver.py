@@ -1,8 +1,22 @@
-"""The API's HTTP/1.1 server: strict requests, bounded connections (Go's net/http server).
+"""The API's HTTP/1.1 server: http.server over AF_UNIX (and TCP), as strict and bounded as Go's.
 
-dockerd serves its API with Go's net/http; this module is that server's behaviour in Python,
-so that every client (the docker CLI, docker-py and docker-compose through requests, curl)
-sees what it would see from dockerd, and no client can pin unbounded threads or memory.
+dockerd serves its API with Go's net/http; this module serves it with Python's http.server held
+to that server's behaviour, so that every client (the docker CLI, docker-py and docker-compose
+through requests, curl) sees what it would see from dockerd, and no client can pin unbounded
+threads or memory.
+
+http.server gives the protocol: `RequestHandler` is a BaseHTTPRequestHandler whose
+`parse_request` parses each request (command, path, version, `headers`) and whose
+`send_response`/`send_header`/`end_headers` write each answer (`responses`, `protocol_version`,
+`server_version`/`sys_version`, `date_time_string`), logged by `log_request`/`log_error`;
+`HTTPServer` is a socketserver.TCPServer on a unix path or a TCP address, whose `server_bind`,
+`server_activate`, `get_request`, `serve_forever` and `shutdown` listen and accept. This module
+adds what they lack: a strict pre-check of each head in front of `parse_request` (http.server
+takes bare LF, HTTP/0.9, two Content-Lengths), an idle selector that holds keep-alive
+connections without a thread (socketserver gives a connection one thread for its whole life),
+and a bounded pool of request threads. So a handler is made per request, not per connection
+(its `setup`, `handle` and `finish` are one request's), and `process_request` hands a new
+connection to the selector, not to a thread.
 
 Connection lifecycle
 --------------------
@@ -11,49 +25,48 @@ Connection lifecycle
                    +-- idle_timeout: closed  +-- read_header_    +-- closed when the request
                                                  timeout: closed     or the handler says so
 
-- **Accept.** One selector thread (`serve_forever`) owns the listening socket. It accepts while
-  fewer than `max_connections` are open; at the cap it stops watching the listener, so new
-  clients wait in the kernel's listen backlog until a connection closes. The cap defaults to
-  half of RLIMIT_NOFILE (`raise_nofile_limit` lifts the soft limit to the hard one at boot, as
-  dockerd's systemd unit does with LimitNOFILE), leaving the other half to containers, logs and
-  monitors.
+- **Accept.** `serve_forever` accepts while fewer than `max_connections` are open; at the cap
+  it waits (`service_actions`), so new clients wait in the listen backlog until one closes.
+  The cap is half of RLIMIT_NOFILE (`raise_nofile_limit` lifts the soft limit to the hard one
+  at boot, as dockerd's unit does with LimitNOFILE): the rest is for containers and logs.
 - **Idle.** A connection waiting for a request (a new one, or a keep-alive one after its answer)
-  costs no thread: it is registered in the selector. If no byte arrives for `idle_timeout`
-  seconds it is closed (Go's IdleTimeout; Go's default has none, so the default here is
-  generous: 5 minutes).
+  costs no thread: it is registered in the idle selector (a thread per listener). If no byte
+  arrives for `idle_timeout` seconds it is closed (Go's IdleTimeout; 5 minutes here).
 - **Reading the head.** When a byte arrives the selector hands the connection to the worker
   pool. The request line and headers must be complete within `read_header_timeout` seconds
   (moby later set net/http's ReadHeaderTimeout for this slow-loris case), or the connection
   is closed without an answer, as Go does.
-- **Parsing** is net/http's, strict: a request Go's server refuses gets Go's answer and the
-  connection is closed. `HTTP/1.1 400 Bad Request` (plain text, `Connection: close`) for a
-  malformed request line, header line, Content-Length or Host; with Go's public reason when
-  Go gives one (`400 Bad Request: missing required Host header`); `431 Request Header Fields
-  Too Large` past `max_header_bytes` (Go's DefaultMaxHeaderBytes, 1 MB, plus its 4 KB of
-  slack); `501 Unsupported transfer encoding` for any Transfer-Encoding but `chunked`; `505`
-  for an HTTP major version other than 1. Stricter than Go, as RFC 9112 permits and the
+- **The pre-check** is net/http's parse, strict: a request Go's server refuses gets Go's answer
+  and the connection is closed. `HTTP/1.1 400 Bad Request` (plain text, `Connection: close`)
+  for a malformed request line, header line, Content-Length or Host; with Go's public reason
+  when Go gives one (`400 Bad Request: missing required Host header`); `431 Request Header
+  Fields Too Large` past `max_header_bytes` (Go's DefaultMaxHeaderBytes, 1 MB, plus its 4 KB
+  of slack); `501 Unsupported transfer encoding` for any Transfer-Encoding but `chunked`;
+  `505` for an HTTP major version other than 1. Stricter than Go, as RFC 9112 permits and the
   request-smuggling advice asks: bare LF line ends, two different Content-Lengths and
-  Content-Length beside `Transfer-Encoding: chunked` are all 400.
+  Content-Length beside `Transfer-Encoding: chunked` are all 400. The syntax is checked as
+  the head is read; `parse_request` parses what passed (`HeaderBlocks`), and the checks of
+  Host, Content-Length, Transfer-Encoding and Expect read its headers (`check_headers`).
 - **HTTP/1.0** as Go: no Host needed, Transfer-Encoding ignored, answered with an `HTTP/1.0`
   status line, kept alive only if it asked (`Connection: keep-alive`) and the answer has a
   length; a streamed answer is sent unchunked and ends with the connection.
 - **Handling.** The request runs in a pool thread (`WorkerPool`): threads start on demand up
-  to `max_workers` (thousands) and end after `worker_idle` seconds without work, so the
-  threads alive follow the requests in flight, not the connections open. A stream (`logs -f`,
-  `events`, `stats`, `wait`, pull progress) and a hijacked connection (`attach`, `exec`,
-  `Upgrade: tcp`) keeps its thread for as long as its client wants. A request body is read
-  through `LimitedReader` or `ChunkedReader`; a malformed body (a chunk size of `-2`) is the
-  handler's 400, and no body byte waits longer than `idle_timeout`.
+  to `max_workers` (thousands) and end after `worker_idle` seconds without work, so they
+  follow the requests in flight, not the connections open. A stream (`logs -f`, `events`,
+  pull progress) or a hijacked connection (`attach`, `exec`) keeps its thread for as long as
+  its client wants. A body is read through `LimitedReader` or `ChunkedReader` (a malformed
+  one is the handler's 400; no byte waits longer than `idle_timeout`); `Expect: 100-continue`
+  is answered when the handler first reads the body, as in Go.
 - **After the answer** the rest of an unread body is drained (up to 64 MB) and the connection
   goes back to the selector, or straight to its next request when the client pipelined one.
-- **Shutdown.** `shutdown()` stops the selector (idle connections are no longer served);
+- **Shutdown.** `shutdown()` stops accepting and stops the selector (idle connections close);
   requests in flight finish (`busy` counts them for the daemon's grace period) and their
   connections close; `close_connections()` cuts what is left, `server_close()` the listener.
 """
 import collections
-import email.utils
 import errno
-import http
+import http.server
+import io
 import logging
 import os
 import re
@@ -61,6 +74,7 @@ import resource
 import select
 import selectors
 import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -68,7 +82,6 @@ import time
 from drivers import errdefs
 
 log = logging.getLogger("pydockerd.httpserver")
-
 # net/http's DefaultMaxHeaderBytes; Go reads up to 4 KB beyond it before it answers 431.
 DEFAULT_MAX_HEADER_BYTES = 1 << 20
 HEADER_SLACK = 4096
@@ -103,19 +116,19 @@ HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
 TARGET = re.compile(r"^(?:/|https?://)[^\x00-\x20\x7f]*$")
 
 
-# -- protocol errors: what the server answers itself, before any handler ----------------------
-
-ERROR_HEADERS = b"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
-
+# -- protocol errors: what the pre-check refuses, before any handler --------------------------
 
 class ProtocolError(Exception):
     """A request net/http refuses: `BadRequest` says only "400 Bad Request" on the wire."""
 
     status = 400
 
-    def response(self):
-        public = b"%d %s" % (self.status, http.HTTPStatus(self.status).phrase.encode())
-        return b"HTTP/1.1 " + public + ERROR_HEADERS + public
+    def reason(self):
+        """The status line's reason phrase (Go's status line is "HTTP/1.1 " + the body)."""
+        return http.HTTPStatus(self.status).phrase
+
+    def body(self):
+        return "%d %s" % (self.status, self.reason())
 
 
 class BadRequest(ProtocolError):
@@ -129,10 +142,8 @@ class StatusError(ProtocolError):
         super().__init__(text)
         self.status = status
 
-    def response(self):
-        public = b"%d %s: %s" % (self.status, http.HTTPStatus(self.status).phrase.encode(),
-                                 str(self).encode())
-        return b"HTTP/1.1 " + public + ERROR_HEADERS + public
+    def reason(self):
+        return "%s: %s" % (super().reason(), self)
 
 
 class HeaderTooLarge(ProtocolError):
@@ -142,8 +153,8 @@ class HeaderTooLarge(ProtocolError):
 class UnsupportedTransferEncoding(ProtocolError):
     status = 501
 
-    def response(self):
-        return b"HTTP/1.1 501 Not Implemented" + ERROR_HEADERS + b"Unsupported transfer encoding"
+    def body(self):
+        return "Unsupported transfer encoding"
 
 
 class ExpectationFailed(ProtocolError):
@@ -212,29 +223,6 @@ class ConnReader(object):
         return self._recv(min(size, 1 << 20))
 
 
-class Header(object):
-    """Request headers (Go's http.Header): case-insensitive names, every value kept."""
-
-    def __init__(self):
-        self.fields = {}
-
-    def add(self, name, value):
-        self.fields.setdefault(name.lower(), []).append(value)
-
-    def values(self, name):
-        return self.fields.get(name.lower(), [])
-
-    def get(self, name, default=None):
-        """The first value, as Header.Get."""
-        values = self.values(name)
-        return values[0] if values else default
-
-    def has_token(self, name, token):
-        """Whether a comma-separated header (Connection) lists `token`."""
-        return any(item.strip().lower() == token
-                   for value in self.values(name) for item in value.split(","))
-
-
 def read_field_lines(reader, budget):
     """Header (or trailer) lines until the empty line: [(name, value)], each CRLF-ended.
 
@@ -270,42 +258,48 @@ def parse_version(text):
     return int(match.group(1)), int(match.group(2))
 
 
-class Request(object):
-    """One request's head, checked as net/http's readRequest checks it."""
+class Head(collections.namedtuple("Head", "method target version fields")):
+    """A request's head as the pre-check read it: `fields` are its header lines, [(name,
+    value)], values trimmed as Go's textproto trims them. parse_request reads it again."""
 
-    def __init__(self, method, target, version, header):
-        self.method = method
-        self.target = target
-        self.version = version
-        self.header = header
-        self.body_length = body_length(version, header)
-        self.close = self._should_close()
-        host = header.values("Host")
-        if version >= (1, 1) and not host:
-            raise StatusError(400, "missing required Host header")
-        if len(host) > 1:
-            raise StatusError(400, "too many Host headers")
-        if host and not HOST.match(host[0]):
-            raise StatusError(400, "malformed Host header")
-        expect = header.get("Expect", "").lower()
-        if expect and expect != "100-continue":
-            raise ExpectationFailed(expect)
+    __slots__ = ()
 
-    @property
-    def proto(self):
-        return "HTTP/%d.%d" % self.version
+    def request_line(self):
+        """The request line for parse_request. Its str.split also splits at NEL and NBSP, bytes
+        Go keeps inside a target: escaped here (the handler's path is `target` anyway)."""
+        target = self.target.replace("\x85", "%85").replace("\xa0", "%A0")
+        return ("%s %s HTTP/%d.%d\r\n" % ((self.method, target) + self.version)).encode("latin-1")
 
-    def _should_close(self):
-        """net/http shouldClose: 1.1 keeps alive unless told; 1.0 only when asked."""
-        if self.version >= (1, 1):
-            return self.header.has_token("Connection", "close")
-        return not self.header.has_token("Connection", "keep-alive")
+    def header_section(self):
+        """The header lines as checked, CRLF-ended, and the empty line that ends them."""
+        lines = ["%s: %s\r\n" % field for field in self.fields]
+        return ("".join(lines) + "\r\n").encode("latin-1")
 
 
-def body_length(version, header):
+def check_headers(version, headers):
+    """net/http readRequest's checks of the parsed headers (parse_request's HTTPMessage):
+    (the body's length, whether the connection closes after the answer)."""
+    length = body_length(version, headers)
+    host = headers.get_all("Host", [])
+    if version >= (1, 1) and not host:
+        raise StatusError(400, "missing required Host header")
+    if len(host) > 1:
+        raise StatusError(400, "too many Host headers")
+    if host and not HOST.match(host[0]):
+        raise StatusError(400, "malformed Host header")
+    expect = headers.get_all("Expect", [])
+    if expect and expect[0].lower() != "100-continue":
+        raise ExpectationFailed(expect[0])
+    # net/http shouldClose: 1.1 keeps alive unless told (a `close` token); 1.0 only if asked.
+    tokens = {item.strip().lower() for value in headers.get_all("Connection", [])
+              for item in value.split(",")}
+    return length, "close" in tokens if version >= (1, 1) else "keep-alive" not in tokens
+
+
+def body_length(version, headers):
     """transfer.go readTransfer: the body's length, CHUNKED, or 0 when it has none."""
-    encodings = header.values("Transfer-Encoding") if version >= (1, 1) else []
-    lengths = [value.strip() for value in header.values("Content-Length")]
+    encodings = headers.get_all("Transfer-Encoding", []) if version >= (1, 1) else []
+    lengths = [value.strip() for value in headers.get_all("Content-Length", [])]
     if encodings:
         if len(encodings) > 1 or encodings[0].strip().lower() != "chunked":
             raise UnsupportedTransferEncoding(encodings)
@@ -322,7 +316,7 @@ def body_length(version, header):
 
 
 def read_request(reader, max_header_bytes):
-    """The next request's head, or None if the client closed between requests."""
+    """The next request's head, its syntax checked, or None if the client closed between requests."""
     budget = max_header_bytes + HEADER_SLACK
     line = reader.readline(budget + 1)
     if not line:
@@ -344,10 +338,7 @@ def read_request(reader, max_header_bytes):
     if not TARGET.match(target):
         raise BadRequest("invalid request target %r" % target)
     fields, _ = read_field_lines(reader, budget)
-    header = Header()
-    for name, value in fields:
-        header.add(name, value)
-    return Request(method, origin_form(target), version, header)
+    return Head(method, origin_form(target), version, fields)
 
 
 def origin_form(target):
@@ -357,6 +348,20 @@ def origin_form(target):
     rest = target.split("://", 1)[1]
     slash = rest.find("/")
     return rest[slash:] if slash >= 0 else "/"
+
+
+class HeaderBlocks(io.BytesIO):
+    """A checked header section, as parse_request reads it (http.client.parse_headers).
+
+    parse_headers takes at most 100 lines of 64 KB (a client's limits); Go's server takes 1 MB
+    in any number of lines, which the pre-check has enforced. So readline hands over blocks,
+    not lines: parse_headers joins what it reads before parsing it, and 1 MB is 33 blocks.
+    """
+
+    BLOCK = 32 << 10
+
+    def readline(self, size=-1):
+        return self.read(self.BLOCK)
 
 
 class LimitedReader(object):
@@ -467,34 +472,46 @@ class SocketWriter(object):
         pass
 
 
-class RequestHandler(object):
-    """One request on a connection: what a handler reads and how it answers (http.response).
 
-    The names are http.server.BaseHTTPRequestHandler's (command, path, headers, rfile,
-    wfile, send_response, send_header, end_headers, close_connection), so a handler reads
-    like any Python one. A subclass defines do_<METHOD>; the server calls `serve()`.
+class RequestHandler(http.server.BaseHTTPRequestHandler):
+    """One request: http.server's handler, made per request (`request` is the server's
+    Connection, whose buffered reader outlives it). A subclass defines do_<METHOD>, reads the
+    body through `make_body_reader()` and streams an answer with `write_chunk`/`end_stream`.
     """
 
-    server_version = "Python"
+    protocol_version = "HTTP/1.1"
+    # How a head that cannot be read is refused (parse_request sets the request's own).
+    default_request_version = "HTTP/1.1"
 
-    def __init__(self, server, conn, request):
-        self.server = server
-        self.connection = conn.sock
-        self.client_address = conn.address
-        self.rfile = conn.reader
-        self.wfile = conn.writer
-        self.request = request
-        self.command = request.method
-        self.path = request.target
-        self.request_version = request.proto
-        self.requestline = "%s %s %s" % (request.method, request.target, request.proto)
-        self.headers = request.header
-        self.close_connection = request.close
+    def setup(self):
+        """StreamRequestHandler.setup makes rfile and wfile of the socket: the Connection has them."""
+        self.connection = self.request.sock
+        self.wfile = self.request.writer
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.continue_owed = False
         self.body_reader = None
         self.chunked = False
-        self._headers_buffer = []
+        self.has_length = False
 
-    def serve(self):
+    def handle(self):
+        """Read and pre-check the head, parse it with parse_request, run do_<METHOD>."""
+        self.head = self.read_head()
+        if self.head is None:
+            return
+        self.raw_requestline = self.head.request_line()
+        self.rfile = HeaderBlocks(self.head.header_section())
+        if not self.parse_request():  # it has answered; it takes every head the pre-check passes
+            return
+        try:
+            self.body_length, self.close_connection = check_headers(self.head.version, self.headers)
+        except ProtocolError as err:
+            self.refuse(err)
+            return
+        self.rfile = self.request.reader  # the body follows the head on the connection
+        self.path = self.head.target  # as sent: parse_request folds a leading `//`
+        if self.head.version < (1, 1):
+            self.protocol_version = "HTTP/1.0"  # Go answers a 1.0 request in kind
         method = getattr(self, "do_" + self.command, None)
         if method is None:
             self.send_error(501, "Unsupported method (%r)" % self.command)
@@ -502,23 +519,65 @@ class RequestHandler(object):
             method()
         self.drain_body()
 
-    def send_error(self, code, message=None):
-        """A plain-text error answer, like Go's http.Error."""
-        body = ((message or http.HTTPStatus(code).phrase) + "\n").encode()
-        self.close_connection = True
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def finish(self):
+        """StreamRequestHandler.finish would close rfile and wfile: they are the connection's."""
+
+    def read_head(self):
+        """The next head, within read_header_timeout; None when there is none to serve (the
+        client closed or went silent, or was refused)."""
+        reader = self.request.reader
+        reader.deadline = time.monotonic() + self.server.read_header_timeout
+        reader.idle = None
+        try:
+            return read_request(reader, self.server.max_header_bytes)
+        except ProtocolError as err:
+            self.refuse(err)
+        except EOFError:
+            self.refuse(BadRequest("unexpected EOF"))
+        except (OSError, ValueError):  # a timeout or a reset: nobody to answer, as Go
+            pass
+        finally:
+            reader.deadline = None
+            reader.idle = self.server.idle_timeout
+        return None
+
+    def refuse(self, err):
+        """Go's answer to a head it cannot read, then closeWriteAndWait: the write side is
+        shut and what the client still sends is read for a moment, so that closing with
+        unread bytes does not reset the connection before the client has read the answer."""
+        self.log_error("refused a request: %d %s", err.status, err)
+        try:
+            self.send_response_only(err.status, err.reason())
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(err.body().encode())
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + REFUSE_LINGER
+            while (time.monotonic() < deadline and
+                   readable([self.connection], deadline - time.monotonic())):
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass
+
+    def log_message(self, format, *args):
+        """http.server logs each answer and refusal to stderr; here they go to the debug log."""
+        log.debug("%s " + format, self.address_string(), *args)
 
     # -- request body ---------------------------------------------------------------------
 
+    def handle_expect_100(self):
+        """parse_request would answer `100 Continue` at once; Go answers it only when the
+        handler reads the body (make_body_reader), so a refused upload is never sent."""
+        self.continue_owed = True
+        return True
+
     def make_body_reader(self):
-        """The body as its framing says; `Expect: 100-continue` is answered first."""
-        length = self.request.body_length
-        if length and self.headers.get("Expect") and self.request.version >= (1, 1):
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        """The body as its framing says; a `100 Continue` owed is answered first."""
+        length = self.body_length
+        if length and self.continue_owed:
+            super().handle_expect_100()
         if length == CHUNKED:
             self.body_reader = ChunkedReader(self.rfile)
         else:
@@ -528,7 +587,7 @@ class RequestHandler(object):
     def drain_body(self):
         """Keep-alive needs the rest of the body read first; past MAX_DRAIN, just close."""
         if self.body_reader is None:  # never opened: its bytes would read as the next request
-            self.close_connection = self.close_connection or self.request.body_length != 0
+            self.close_connection = self.close_connection or self.body_length != 0
             return
         if self.close_connection:
             return
@@ -540,40 +599,34 @@ class RequestHandler(object):
             pass
         self.close_connection = True
 
-    # -- response -------------------------------------------------------------------------
+    # -- response: http.server's, and how the body is framed ------------------------------
 
     def send_response(self, code, message=None):
-        """The status line (HTTP/1.0 for a 1.0 request, as Go), Server and Date."""
-        status = "HTTP/1.1" if self.request.version >= (1, 1) else "HTTP/1.0"
-        phrase = message or http.HTTPStatus(code).phrase
-        self._headers_buffer = ["%s %d %s\r\n" % (status, code, phrase)]
-        self._has_length = code in (204, 304)
-        self.send_header("Server", self.server_version)
-        self.send_header("Date", email.utils.formatdate(usegmt=True))
+        self.has_length = code in (204, 304)  # no body, so no length needed
+        super().send_response(code, message)
 
     def send_header(self, keyword, value):
+        """Also notes the framing: HTTP/1.0 has no chunks, so a 1.0 client gets a streamed
+        body raw, and the connection's end ends it."""
         name = keyword.lower()
         if name == "transfer-encoding" and value.lower() == "chunked":
-            if self.request.version < (1, 1):
-                self.close_connection = True  # 1.0 has no chunks: the body ends with the connection
+            if self.request_version < "HTTP/1.1":
+                self.close_connection = True
                 return
             self.chunked = True
-            self._has_length = True
+            self.has_length = True
         elif name == "content-length":
-            self._has_length = True
-        elif name == "connection" and value.lower() == "close":
-            self.close_connection = True
-        self._headers_buffer.append("%s: %s\r\n" % (keyword, value))
+            self.has_length = True
+        super().send_header(keyword, value)
 
     def end_headers(self):
-        if self.request.version < (1, 1) and not self.close_connection:
-            if self._has_length:
-                self._headers_buffer.append("Connection: keep-alive\r\n")
+        """An HTTP/1.0 answer keeps the connection only if asked and with a length, as Go."""
+        if self.request_version < "HTTP/1.1" and not self.close_connection:
+            if self.has_length:
+                self.send_header("Connection", "keep-alive")
             else:
                 self.close_connection = True
-        self._headers_buffer.append("\r\n")
-        self.wfile.write("".join(self._headers_buffer).encode("latin-1"))
-        self._headers_buffer = []
+        super().end_headers()
 
     def write_chunk(self, data):
         """One piece of a streamed answer: a chunk, or raw bytes to an HTTP/1.0 client."""
@@ -616,12 +669,6 @@ class Connection(object):
         self.writer = SocketWriter(sock)
         self.expires = None
         self.handshaken = not isinstance(sock, ssl.SSLSocket)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class WorkerPool(object):
@@ -712,53 +759,90 @@ def listen_backlog():
         return 128
 
 
-class HTTPServer(object):
-    """One listening socket served as the module docstring says.
-
-    Subclasses may override `server_bind` (where and how the socket is bound) and `accepted`
-    (what to make of a new connection: TLS wraps it). Everything timed is a constructor
-    argument, so tests run the real lifecycle with short values.
+class HTTPServer(socketserver.TCPServer):
+    """One listening socket (a UnixStreamServer when `family` is AF_UNIX), served as the module
+    docstring says. Everything timed is an argument, so tests run the real lifecycle quickly.
     """
 
+    allow_reuse_address = True
     serving = False  # set by whoever runs serve_forever: only then may shutdown() wait for it
 
     def __init__(self, family, address, handler_class, idle_timeout=IDLE_TIMEOUT,
                  read_header_timeout=READ_HEADER_TIMEOUT, max_connections=None,
                  max_workers=MAX_WORKERS, max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
                  worker_idle=WORKER_IDLE):
-        self.server_address = address
-        self.handler_class = handler_class
+        self.address_family = family
+        self.request_queue_size = listen_backlog()
         self.idle_timeout = idle_timeout
         self.read_header_timeout = read_header_timeout
         self.max_connections = max_connections or default_max_connections()
         self.max_header_bytes = max_header_bytes
-        self.pool = WorkerPool(min(max_workers, self.max_connections), worker_idle,
-                               "api worker")
+        self.pool = WorkerPool(min(max_workers, self.max_connections), worker_idle, "api worker")
         self.busy = 0
         self.connections = set()
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()  # notified when a connection closes
         self.returned = []
         self.stopping = False
         self.stopped = threading.Event()
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            self.server_bind()
-            self.socket.listen(listen_backlog())
-        except BaseException:
-            self.socket.close()
-            raise
-        self.server_address = self.socket.getsockname() if family != socket.AF_UNIX else address
-        self.socket.setblocking(False)
         self.waker, self.wake_reader = socket.socketpair()
         self.wake_reader.setblocking(False)
+        super().__init__(address, handler_class)
 
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(self.server_address)
+    # -- socketserver's steps ----------------------------------------------------------------
 
-    def accepted(self, sock, address):
-        """The Connection for a socket just accepted."""
-        return Connection(sock, address)
+    def get_request(self):
+        """accept(2). Out of descriptors, it fails as long as none closes: log as Go and pause,
+        where socketserver's loop would retry at once and spin."""
+        try:
+            sock, address = self.socket.accept()
+        except OSError as err:
+            log.error("http: Accept error: %s; retrying", os.strerror(err.errno or errno.EIO))
+            time.sleep(0.05)
+            raise
+        return sock, address or ("unix", 0)  # a unix peer has no address
+
+    def process_request(self, request, client_address):
+        """The new connection waits for its first request in the idle selector, threadless."""
+        conn = Connection(request, client_address)
+        with self.lock:
+            self.connections.add(conn)
+        self._hand_back(conn)
+
+    def service_actions(self):
+        """Between accepts: at the cap, wait for a connection to close; new clients meanwhile
+        wait in the kernel's listen backlog."""
+        with self.lock:
+            while len(self.connections) >= self.max_connections and not self.stopping:
+                self.lock.wait()
+
+    def serve_forever(self, poll_interval=0.5):
+        """socketserver's accept loop, with the idle selector in a thread of its own."""
+        selector = threading.Thread(target=self._watch_idle, daemon=True,
+                                    name="api idle " + str(self.server_address))
+        selector.start()
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            self.stopping = True
+            self._wake()
+            selector.join()
+
+    def shutdown(self):
+        """Stop serving: returns when serve_forever has returned and idle connections are closed."""
+        with self.lock:
+            self.stopping = True
+            self.lock.notify_all()
+        super().shutdown()
+        self.stopped.wait()
+
+    def handle_error(self, request, client_address):
+        """socketserver prints the traceback to stderr; here it is logged as Go's panic."""
+        log.exception("http: panic serving %s", client_address)
+
+    def server_close(self):
+        super().server_close()
+        self.waker.close()
+        self.wake_reader.close()
 
     # -- what the daemon asks of a listener -----------------------------------------------
 
@@ -771,12 +855,6 @@ class HTTPServer(object):
         with self.lock:
             return len(self.connections)
 
-    def shutdown(self):
-        """Stop serving (like socketserver's): returns when `serve_forever` has returned."""
-        self.stopping = True
-        self._wake()
-        self.stopped.wait()
-
     def close_connections(self):
         """End every connection still open, waking the threads that read from them."""
         with self.lock:
@@ -787,36 +865,22 @@ class HTTPServer(object):
             except OSError:
                 pass
 
-    def server_close(self):
-        self.socket.close()
-        self.waker.close()
-        self.wake_reader.close()
+    # -- the idle selector ------------------------------------------------------------------
 
-    # -- the selector thread --------------------------------------------------------------
-
-    def serve_forever(self):
-        """Accept, watch idle connections, hand readable ones to the pool, expire the rest."""
+    def _watch_idle(self):
+        """Watch idle connections, hand readable ones to the pool, expire the rest."""
         selector = selectors.DefaultSelector()
         selector.register(self.wake_reader, selectors.EVENT_READ)
         idle = set()  # the connections registered in the selector
-        accepting = False
         sweep = min(1.0, self.idle_timeout / 4)
         next_sweep = time.monotonic() + sweep
         try:
             while not self.stopping:
-                below_cap = self.open_connections() < self.max_connections
-                if below_cap and not accepting:
-                    selector.register(self.socket, selectors.EVENT_READ)
-                elif accepting and not below_cap:  # new clients wait in the listen backlog
-                    selector.unregister(self.socket)
-                accepting = below_cap
                 wait = max(0.0, next_sweep - time.monotonic())
                 if self.pool.grow(time.monotonic()):
                     wait = min(wait, self.pool.stall)
                 for key, _ in selector.select(wait):
-                    if key.fileobj is self.socket:
-                        self._accept_all(selector, idle)
-                    elif key.fileobj is self.wake_reader:
+                    if key.fileobj is self.wake_reader:
                         self._take_returned(selector, idle)
                     else:
                         selector.unregister(key.fileobj)
@@ -827,37 +891,12 @@ class HTTPServer(object):
                     self._expire(selector, idle, now)
                     next_sweep = now + sweep
         finally:
-            with self.lock:  # from now on a pool thread closes what it would hand back
+            with self.lock:  # from now on a connection handed back is closed instead
                 returned, self.returned = self.returned, None
             for conn in idle.union(returned):
                 self._close(conn)
             selector.close()
             self.stopped.set()
-
-    def _accept_all(self, selector, idle):
-        while self.open_connections() < self.max_connections:
-            try:
-                sock, address = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:  # EMFILE and friends: the listener stays, the daemon serves
-                log.error("http: Accept error: %s; retrying", os.strerror(err.errno or errno.EIO))
-                time.sleep(0.05)
-                return
-            try:
-                conn = self.accepted(sock, address)
-            except (OSError, ValueError) as err:
-                log.debug("http: dropping a new connection: %s", err)
-                sock.close()
-                continue
-            with self.lock:
-                self.connections.add(conn)
-            self._watch(selector, idle, conn)
-
-    def _watch(self, selector, idle, conn):
-        conn.expires = time.monotonic() + self.idle_timeout
-        idle.add(conn)
-        selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def _take_returned(self, selector, idle):
         try:
@@ -867,8 +906,11 @@ class HTTPServer(object):
             pass
         with self.lock:
             returned, self.returned = self.returned, []
+        now = time.monotonic()
         for conn in returned:
-            self._watch(selector, idle, conn)
+            conn.expires = now + self.idle_timeout
+            idle.add(conn)
+            selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def _expire(self, selector, idle, now):
         for conn in [conn for conn in idle if conn.expires <= now]:
@@ -876,19 +918,28 @@ class HTTPServer(object):
             idle.discard(conn)
             self._close(conn)
 
+    def _hand_back(self, conn):
+        """To the idle selector (from the accept loop or a pool thread), or closed once it has stopped."""
+        with self.lock:
+            open_selector = self.returned is not None
+            if open_selector:
+                self.returned.append(conn)
+        if open_selector:
+            self._wake()
+        else:
+            self._close(conn)
+
     def _wake(self):
         try:
             self.waker.send(b"x")
-        except (BlockingIOError, OSError):
-            pass  # a full wake pipe already wakes the selector
+        except OSError:
+            pass  # a full wake pipe already wakes the selector; a closed one has no selector
 
     def _close(self, conn):
-        conn.close()
+        self.close_request(conn.sock)
         with self.lock:
             self.connections.discard(conn)
-            at_cap = len(self.connections) + 1 >= self.max_connections
-        if at_cap:
-            self._wake()  # the selector may be waiting to listen again
+            self.lock.notify_all()  # the accept loop may be waiting at the cap
 
     # -- a pool thread --------------------------------------------------------------------
 
@@ -897,14 +948,10 @@ class HTTPServer(object):
         try:
             keep = self._handshake(conn) and self._serve_requests(conn)
         except Exception:  # a bug must cost one connection, not the daemon
-            log.exception("http: panic serving %s", conn.address)
+            self.handle_error(conn.sock, conn.address)
             keep = False
-        with self.lock:
-            keep = keep and self.returned is not None  # None: the selector has stopped
-            if keep:
-                self.returned.append(conn)
         if keep:
-            self._wake()
+            self._hand_back(conn)
         else:
             self._close(conn)
 
@@ -924,47 +971,11 @@ class HTTPServer(object):
     def _serve_requests(self, conn):
         """Whether the connection may be reused once no further request is already here."""
         while True:
-            request = self._read_request(conn)
-            if request is None:
-                return False
-            handler = self.handler_class(self, conn, request)
-            try:
-                handler.serve()
+            try:  # as socketserver's finish_request, but the handler is kept: is it reusable?
+                handler = self.RequestHandlerClass(conn, conn.address, self)
             except (ConnectionError, socket.timeout, ssl.SSLError):
                 return False
             if handler.close_connection:
                 return False
             if not conn.reader.pending():
                 return True
-
-    def _read_request(self, conn):
-        reader = conn.reader
-        reader.deadline = time.monotonic() + self.read_header_timeout
-        reader.idle = None
-        try:
-            return read_request(reader, self.max_header_bytes)
-        except ProtocolError as err:
-            log.debug("http: refused a request from %s: %s %s", conn.address, err.status, err)
-            self._refuse(conn, err)
-        except EOFError:
-            self._refuse(conn, BadRequest("unexpected EOF"))
-        except (OSError, ValueError):  # a timeout or a reset: nobody to answer, as Go
-            pass
-        finally:
-            reader.deadline = None
-            reader.idle = self.idle_timeout
-        return None
-
-    def _refuse(self, conn, err):
-        """Go's answer to a request it cannot read, then closeWriteAndWait: the write side is
-        shut and what the client still sends is read for a moment, so that closing with
-        unread bytes does not reset the connection before the client has read the answer."""
-        try:
-            conn.sock.sendall(err.response())
-            conn.sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + REFUSE_LINGER
-            while time.monotonic() < deadline and readable([conn.sock], deadline - time.monotonic()):
-                if not conn.sock.recv(65536):
-                    break
-        except OSError:
-            pass

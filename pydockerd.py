@@ -1865,6 +1865,7 @@ def failed_start(daemon, container, monitor, err):
         container.monitor = None
         daemon.netcontroller.release(container)
         container.cond.notify_all()
+    daemon.netcontroller.wait_released(container.id)  # a failed start leaves nothing behind
     start_finished(daemon, container)
     try:
         daemon.graph.unmount_rw_layer(container.id)
@@ -2377,6 +2378,7 @@ def release_container(daemon, container, remove_volumes):
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
     reconcile.remove_exec_dirs(exec_state_root(daemon), container.id)
     volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, remove_volumes)
+    daemon.netcontroller.wait_released(container.id)  # its veth pairs, deleted since its exit
     daemon.containers.remove(container)
     trash = os.path.join(daemon.repository, reconcile.REMOVE_PREFIX + container.id)
     os.rename(container.root, trash)

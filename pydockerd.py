@@ -1909,12 +1909,34 @@ def spawn_container_monitor(daemon, container, rootfs):
         log_opts=log_config.get("Config") or {}, log_path=local_log.path if local_log else "",
         log_info=container_log_info(container), start=False)
     try:
-        join_cgroups(container, monitor)
-        daemon.netcontroller.join(container, monitor)
+        join_at_gate(daemon, container, monitor)
     except BaseException:
         kill_at_gate(monitor)
         raise
     return monitor
+
+
+def join_at_gate(daemon, container, monitor):
+    """The held process joins its cgroups and its network at once: moving a process between
+    cgroups waits some 10 ms for the kernel (the move takes a lock that waits out an RCU grace
+    period), time the network's plumbing (veth, rules, DNS) overlaps. Either failure is
+    raised once both are done, so the caller undoes whole halves."""
+    failures = []
+
+    def move():
+        try:
+            join_cgroups(container, monitor)
+        except BaseException as err:
+            failures.append(err)
+
+    mover = threading.Thread(target=move, name="cgroups " + container.id[:12])
+    mover.start()
+    try:
+        daemon.netcontroller.join(container, monitor)
+    finally:
+        mover.join()
+    if failures:
+        raise failures[0]
 
 
 def start_finished(daemon, container):

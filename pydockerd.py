@@ -1909,34 +1909,11 @@ def spawn_container_monitor(daemon, container, rootfs):
         log_opts=log_config.get("Config") or {}, log_path=local_log.path if local_log else "",
         log_info=container_log_info(container), start=False)
     try:
-        join_at_gate(daemon, container, monitor)
+        daemon.netcontroller.join(container, monitor)
     except BaseException:
         kill_at_gate(monitor)
         raise
     return monitor
-
-
-def join_at_gate(daemon, container, monitor):
-    """The held process joins its cgroups and its network at once: moving a process between
-    cgroups waits some 10 ms for the kernel (the move takes a lock that waits out an RCU grace
-    period), time the network's plumbing (veth, rules, DNS) overlaps. Either failure is
-    raised once both are done, so the caller undoes whole halves."""
-    failures = []
-
-    def move():
-        try:
-            join_cgroups(container, monitor)
-        except BaseException as err:
-            failures.append(err)
-
-    mover = threading.Thread(target=move, name="cgroups " + container.id[:12])
-    mover.start()
-    try:
-        daemon.netcontroller.join(container, monitor)
-    finally:
-        mover.join()
-    if failures:
-        raise failures[0]
 
 
 def start_finished(daemon, container):
@@ -1978,7 +1955,8 @@ def load_cgroups(daemon, container):
 
 def join_cgroups(container, monitor):
     """Move a process waiting at the exec gate into the container's cgroups, before it runs
-    any code of the image (the container's init, and each `docker exec` process)."""
+    any code of the image: each `docker exec` process (the container's init joins them in its
+    monitor, as soon as its pid is known: execdriver.Command.cgroup_dirs)."""
     if container.cgroup is not None:
         container.cgroup.apply(monitor.init_pid)
 
@@ -2599,6 +2577,7 @@ def start_command(daemon, container, rootfs, sandbox):
     command.sysctls = runconfig.sysctls(host)
     command.init = bool(host.get("Init"))
     command.cgroup_paths = container.cgroup.mount_view()
+    command.cgroup_dirs = list(container.cgroup.directories)  # the init joins them in the monitor
     command.ipc = namespace_mode(daemon, host.get("IpcMode"), "ipc")
     command.pid = namespace_mode(daemon, host.get("PidMode"), "pid")
     command.uts = namespace_mode(daemon, host.get("UTSMode"), "uts")

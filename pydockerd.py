@@ -1866,6 +1866,7 @@ def failed_start(daemon, container, monitor, err):
         container.monitor = None
         daemon.netcontroller.release(container)
         container.cond.notify_all()
+    daemon.netcontroller.wait_released(container.id)  # a failed start leaves nothing behind
     start_finished(daemon, container)
     try:
         daemon.graph.unmount_rw_layer(container.id)
@@ -1909,7 +1910,6 @@ def spawn_container_monitor(daemon, container, rootfs):
         log_opts=log_config.get("Config") or {}, log_path=local_log.path if local_log else "",
         log_info=container_log_info(container), start=False)
     try:
-        join_cgroups(container, monitor)
         daemon.netcontroller.join(container, monitor)
     except BaseException:
         kill_at_gate(monitor)
@@ -1956,7 +1956,8 @@ def load_cgroups(daemon, container):
 
 def join_cgroups(container, monitor):
     """Move a process waiting at the exec gate into the container's cgroups, before it runs
-    any code of the image (the container's init, and each `docker exec` process)."""
+    any code of the image: each `docker exec` process (the container's init joins them in its
+    monitor, as soon as its pid is known: execdriver.Command.cgroup_dirs)."""
     if container.cgroup is not None:
         container.cgroup.apply(monitor.init_pid)
 
@@ -2380,6 +2381,7 @@ def release_container(daemon, container, remove_volumes):
     shutil.rmtree(monitor_state_dir(daemon, container.id), ignore_errors=True)
     reconcile.remove_exec_dirs(exec_state_root(daemon), container.id)
     volume.remove_mount_points(daemon.volumes, container.id, container.mount_points, remove_volumes)
+    daemon.netcontroller.wait_released(container.id)  # its veth pairs, deleted since its exit
     daemon.containers.remove(container)
     trash = os.path.join(daemon.repository, reconcile.REMOVE_PREFIX + container.id)
     os.rename(container.root, trash)
@@ -2578,6 +2580,7 @@ def start_command(daemon, container, rootfs, sandbox):
     command.sysctls = runconfig.sysctls(host)
     command.init = bool(host.get("Init"))
     command.cgroup_paths = container.cgroup.mount_view()
+    command.cgroup_dirs = list(container.cgroup.directories)  # the init joins them in the monitor
     command.ipc = namespace_mode(daemon, host.get("IpcMode"), "ipc")
     command.pid = namespace_mode(daemon, host.get("PidMode"), "pid")
     command.uts = namespace_mode(daemon, host.get("UTSMode"), "uts")

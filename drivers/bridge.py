@@ -87,16 +87,16 @@ def create_endpoint(handle, bridge, mtu, host_end, netns_path, ifname, mac, addr
 
     The host end is named after the endpoint's ID, so it can be found again after a daemon
     restart with no record but the container's NetworkSettings. Making the peer inside the
-    namespace, rather than moving it there, saves the kernel's slow namespace move.
+    namespace, rather than moving it there, saves the kernel's slow namespace move; and the
+    host end is born on the bridge and up, in the same request.
     """
     fd = os.open(netns_path, os.O_RDONLY)
     try:
-        handle.add_veth(host_end, ifname, mtu=mtu, peer_netns_fd=fd, peer_mac=mac)
+        handle.add_veth(host_end, ifname, mtu=mtu, peer_netns_fd=fd, peer_mac=mac, master=bridge,
+                        up=True)
     finally:
         os.close(fd)
     try:
-        handle.set_master(host_end, bridge)
-        handle.set_up(host_end)
         with netlink.Handle(netns_path) as inside:
             inside.add_address(ifname, "%s/%d" % (address, prefix_length))
             inside.set_up(ifname)

@@ -10,7 +10,8 @@ How a container process is made (libcontainer's nsexec + standard_init, step by 
 
     caller (the monitor, a child subreaper)
       └─ fork: the "intermediate" joins the namespaces named by a path, unshares the new ones,
-         │     forks once more (a new pid namespace only applies to children) and exits
+         │     forks once more (a new pid namespace only applies to children), tells the
+         │     caller the init's pid (which moves the init into its cgroups then) and exits
          └─ fork: the init, pid 1 of the new pid namespace, reparented to the caller. It
                   mounts /proc, /dev, /sys, the network files and the user's mounts inside
                   the rootfs, pivot_roots into it, masks paths, drops capabilities,
@@ -206,7 +207,10 @@ class Command:
     container sees an empty read-only tmpfs there. shm_path, when set, is bound on /dev/shm
     instead of a new tmpfs (how --ipc container:<id> shares it). seccomp is "" for Docker's
     default profile, "unconfined", or a profile's JSON text (--security-opt seccomp=<file>);
-    a privileged container has none.
+    a privileged container has none. cgroup_dirs are the container's cgroup directories: the
+    init is moved into them as soon as its pid is known, while it still builds its root
+    (moving a process waits out an RCU grace period, some 10 ms, which that work overlaps),
+    and always before it is reported ready at the gate.
     """
     id: str
     rootfs: str
@@ -241,6 +245,7 @@ class Command:
     oom_score_adj: int = 0
     sysctls: dict = dataclasses.field(default_factory=dict)
     init: bool = False
+    cgroup_dirs: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data):
@@ -346,7 +351,8 @@ def start(command, stdio):
         ulimits=list(command.ulimits), oom_score_adj=command.oom_score_adj, reaper=command.init)
     if not process.args:
         raise ExecdriverError("no command specified", 128)
-    return _spawn(lambda sync: _run_intermediate(command, process, sync, stdio))
+    return _spawn(lambda sync: _run_intermediate(command, process, sync, stdio),
+                  command.cgroup_dirs)
 
 
 def exec_process(command, config, container_pid, stdio):
@@ -378,7 +384,7 @@ def _container_seccomp_filter(command):
                                                             command.cap_drop))
 
 
-def _spawn(intermediate):
+def _spawn(intermediate, cgroup_dirs=()):
     """Fork the intermediate and wait until the init is ready at its gate (or failed)."""
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -388,24 +394,25 @@ def _spawn(intermediate):
             ours.close()
             _child_main(theirs, lambda: intermediate(theirs))
         theirs.close()
-        return _await_init(pid, ours)
+        return _await_init(pid, ours, cgroup_dirs)
     except BaseException:
         ours.close()
         raise
 
 
-def _await_init(intermediate_pid, sync):
-    """Collect the intermediate's report (the init's pid) and the init's (its console, then
-    "ready"), in whatever order they arrive; after an error, read on to EOF so that the
-    init's pid is known and it can be reaped."""
+def _await_init(intermediate_pid, sync, cgroup_dirs):
+    """Collect the intermediate's report (the init's pid, which joins cgroup_dirs then) and
+    the init's (its console, then "ready"), in whatever order they arrive; after an error,
+    read on to EOF so that the init's pid is known and it can be reaped."""
     pid = console = error = None
     ready = False
-    while not (ready and pid is not None):
+    while not (ready and pid is not None and error is None):
         message, fds = _recv(sync)
         if message is None:
             break
         if message["type"] == "pid":
             pid = message["pid"]
+            error = _join_cgroups(pid, cgroup_dirs)
         elif message["type"] == "console":
             console = fds[0]
             os.set_inheritable(console, False)
@@ -414,13 +421,28 @@ def _await_init(intermediate_pid, sync):
         elif message["type"] == "error":
             error = message
     os.waitpid(intermediate_pid, 0)
-    if ready and pid is not None:
+    if ready and pid is not None and error is None:
         return Init(pid, sync, console)
     if console is not None:
         os.close(console)
     if pid is not None:
         os.waitpid(pid, 0)
     raise _start_error(error)
+
+
+def _join_cgroups(pid, cgroup_dirs):
+    """Move the init into its cgroups (Manager.Apply); on a failure the init is killed and
+    the error message returned, in drivers/cgroups.py's words."""
+    for directory in cgroup_dirs:
+        path = os.path.join(directory, "cgroup.procs")
+        try:
+            with open(path, "w") as procs:
+                procs.write(str(pid))
+        except OSError as err:
+            os.kill(pid, signal.SIGKILL)
+            reason = os.strerror(err.errno).lower()
+            return {"message": "cgroups: write %d to %s: %s" % (pid, path, reason), "exit_code": 128}
+    return None
 
 
 def _start_error(message):

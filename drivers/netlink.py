@@ -299,12 +299,17 @@ class Handle(object):
         return [_link(payload) for _kind, payload in
                 self._dump(RTM_GETLINK, _ifinfomsg(), "list links")]
 
-    def _add_link(self, name, kind, what, mtu=None, mac=None, data=None):
-        """RTM_NEWLINK that fails with EEXIST rather than touch an existing link."""
+    def _add_link(self, name, kind, what, mtu=None, mac=None, data=None, master=None, up=False):
+        """RTM_NEWLINK that fails with EEXIST rather than touch an existing link. master (a
+        bridge's name) and up are applied by the kernel as part of the creation."""
         linkinfo = _attr(IFLA_INFO_KIND, kind)
         if data is not None:
             linkinfo += _attr(IFLA_INFO_DATA, data)
-        body = _ifinfomsg() + _attr(IFLA_IFNAME, name) + _attr(IFLA_LINKINFO, linkinfo)
+        flags = IFF_UP if up else 0
+        body = (_ifinfomsg(flags=flags, change=flags) + _attr(IFLA_IFNAME, name)
+                + _attr(IFLA_LINKINFO, linkinfo))
+        if master is not None:
+            body += _attr(IFLA_MASTER, self._index(master, "bridge"))
         if mtu is not None:
             body += _attr(IFLA_MTU, mtu)
         if mac is not None:
@@ -314,12 +319,16 @@ class Handle(object):
     def add_bridge(self, name, mtu=None, mac=None):
         self._add_link(name, "bridge", "add link %s (bridge)" % name, mtu, mac)
 
-    def add_veth(self, name, peer_name, mtu=None, peer_netns_fd=None, peer_mac=None):
+    def add_veth(self, name, peer_name, mtu=None, peer_netns_fd=None, peer_mac=None,
+                 master=None, up=False):
         """A veth pair; both ends get `mtu` (the kernel would give the peer its default).
 
         With peer_netns_fd the peer is born in that network namespace: moving a link between
         namespaces afterwards costs the kernel an RCU grace period or two (some 20 ms here),
-        creating it there costs nothing extra. peer_mac sets the peer's address at birth.
+        creating it there costs nothing extra. peer_mac sets the peer's address at birth,
+        master attaches the first end to that bridge and up brings it up: one request instead
+        of three. (The peer cannot be born up: the kernel opens it before the pair is linked,
+        ENOTCONN.)
         """
         peer = _ifinfomsg() + _attr(IFLA_IFNAME, peer_name)
         if mtu is not None:
@@ -329,7 +338,7 @@ class Handle(object):
         if peer_netns_fd is not None:
             peer += _attr(IFLA_NET_NS_FD, peer_netns_fd)
         self._add_link(name, "veth", "add link %s (veth, peer %s)" % (name, peer_name), mtu,
-                       data=_attr(VETH_INFO_PEER, peer))
+                       data=_attr(VETH_INFO_PEER, peer), master=master, up=up)
 
     def delete_link(self, name):
         """Delete a link; deleting either end of a veth pair deletes both."""

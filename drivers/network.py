@@ -14,7 +14,12 @@ of its own and isolated from the others. A container has one endpoint per networ
              join(): a veth pair per endpoint, its container end born in that namespace
              (drivers/bridge.py), the iptables rules for its published ports and links, the
              userland proxy in the container's monitor, the embedded DNS server's sockets
-    exit     release(): everything join and allocate took, given back
+    exit     release(): everything join and allocate took, given back; the veth pairs by a
+             thread of their own, since the kernel takes ~15 ms to delete one (RCU grace
+             periods), time the rest of the exit (the container's state, its layer, an
+             autoremove) overlaps. wait_released() waits for that thread: a removal waits
+             before it reports the container gone, so `run --rm` leaves no veth behind, and so
+             do a new start, a network's removal and the daemon's shutdown.
     restart  restore(): the daemon came back while the container ran on: its addresses and ports
              are reserved again and its rules re-checked (inserted only where missing)
 
@@ -200,6 +205,7 @@ class Controller(object):
         self.lock = threading.RLock()
         self.networks = {}          # id -> Network
         self.sandboxes = {}         # container id -> Sandbox, while the container runs
+        self.leaving = {}           # container id -> the thread deleting its exited veth pairs
         self.round_robin = itertools.count()
 
     # ---- boot and shutdown -----------------------------------------------------------------
@@ -354,6 +360,7 @@ class Controller(object):
         """Daemon shutdown: with no container left running, take down the rules, the bridges
         and the chains this daemon made; with live containers, leave their network alone."""
         self.resolver.close()
+        self.wait_released()
         if containers_running:
             return
         with self.lock:
@@ -503,16 +510,20 @@ class Controller(object):
 
     def delete_network(self, term):
         """NetworkRemove: predefined networks stay, and so does one with running containers."""
+        self.wait_released()
         with self.lock:
-            network = self.get_network(term)
-            if network.predefined:
-                raise errdefs.Forbidden("%s is a pre-defined network and cannot be removed"
-                                        % network.name)
-            if network.endpoints:
-                raise errdefs.Forbidden("error while removing network: network %s id %s has active "
-                                        "endpoints" % (network.name, network.id))
-            self._teardown_network(network)
-            self._forget(network)
+            self._remove_network(self.get_network(term))
+
+    def _remove_network(self, network):
+        """Called with the lock held."""
+        if network.predefined:
+            raise errdefs.Forbidden("%s is a pre-defined network and cannot be removed"
+                                    % network.name)
+        if network.endpoints:
+            raise errdefs.Forbidden("error while removing network: network %s id %s has active "
+                                    "endpoints" % (network.name, network.id))
+        self._teardown_network(network)
+        self._forget(network)
         self.log_event("network", "destroy", network.id, {"name": network.name, "type": "bridge"})
 
     def list_networks(self, filters):
@@ -550,6 +561,7 @@ class Controller(object):
                 raise errdefs.InvalidParameter("Invalid filter '%s'" % key)
         until = _until(filters.get("until"))
         pruned = []
+        self.wait_released()
         with self.lock:
             for network in self._sorted():
                 if network.predefined or network.endpoints:
@@ -561,7 +573,7 @@ class Controller(object):
                     continue
                 if any(_label_matches(labels, v) for v in filters.get("label!", [])):
                     continue
-                self.delete_network(network.id)
+                self._remove_network(network)
                 pruned.append(network.name)
         return {"NetworksDeleted": pruned}
 
@@ -653,8 +665,10 @@ class Controller(object):
         addresses, host ports, the --link variables and the three network files.
 
         children are (alias, container) pairs from linkgraph.db. Returns the Sandbox; on a
-        failure everything taken is given back.
+        failure everything taken is given back. A start right after an exit first waits for
+        the last run's veth pairs, so that its addresses are free again.
         """
+        self.wait_released(container.id)
         mode = container.host_config.get("NetworkMode") or "default"
         if mode.startswith("container:"):
             other = self.find_container(mode.split(":", 1)[1])
@@ -881,12 +895,15 @@ class Controller(object):
         box.dns = True
 
     def release(self, container):
-        """The container stopped (or its start failed): give back all its network took.
-        Never raises: a failure is logged, and the rest is still given back."""
+        """The container stopped (or its start failed): give back all its network took, the
+        veth pairs in the background (see wait_released). Never raises: a failure is logged,
+        and the rest is still given back."""
         with self.lock:
             box = self.sandboxes.pop(container.id, None)
             if box is not None:
-                self._give_back(container, box)
+                self._give_back(container, box, unplumb=False)
+                if box.endpoints:
+                    self._unplumb_later(container.id, box.endpoints)
             container.network_settings = self._stopped_settings(container)
         for endpoint in box.endpoints if box is not None and box.joined else []:
             self._log_endpoint_event("disconnect", endpoint)
@@ -897,7 +914,29 @@ class Controller(object):
         self.log_event("network", action, network.id, {"container": endpoint.container_id,
                                                        "name": network.name, "type": network.driver})
 
-    def _give_back(self, container, box):
+    def _unplumb_later(self, container_id, endpoints):
+        def unplumb():
+            for endpoint in endpoints:
+                self._unplumb(endpoint)
+            with self.lock:
+                if self.leaving.get(container_id) is thread:
+                    del self.leaving[container_id]
+
+        thread = threading.Thread(target=unplumb, name="leave " + container_id[:12], daemon=True)
+        self.leaving[container_id] = thread
+        thread.start()
+
+    def wait_released(self, container_id=None):
+        """Until the veth pairs of the container's last run (with None: of every container
+        that exited) are deleted and their addresses free. Called without the lock, which
+        the deleting thread takes to give the addresses back."""
+        with self.lock:
+            threads = list(self.leaving.values()) if container_id is None else \
+                [self.leaving[container_id]] if container_id in self.leaving else []
+        for thread in threads:
+            thread.join()
+
+    def _give_back(self, container, box, unplumb=True):
         if box.dns:
             self.resolver.remove_sandbox(container.id)
         if self.ipt and box.rules + box.port_rules:
@@ -910,18 +949,28 @@ class Controller(object):
         for address, proto, port, _ in box.bindings:
             self.allocator.release(address, proto, port)
         for endpoint in box.endpoints:
-            self._drop_endpoint(endpoint)
+            endpoint.network.endpoints.pop(endpoint.container_id, None)
+            if unplumb:
+                self._unplumb(endpoint)
 
     def _drop_endpoint(self, endpoint):
+        self._unplumb(endpoint)
+        endpoint.network.endpoints.pop(endpoint.container_id, None)
+
+    def _unplumb(self, endpoint):
+        """The endpoint's veth pair deleted, then its addresses given back: not before, or a
+        new container could get the address (and the MAC made from it) while the old pair
+        still hangs on the bridge."""
         if endpoint.address:
             try:
                 bridge.delete_veth(self.handle, endpoint.host_veth)
             except OSError as err:
                 log.error("Error deleting %s: %s", endpoint.host_veth, err)
-            endpoint.network.pool.release(endpoint.address)
-        if endpoint.address6:
-            endpoint.network.pool6.release(endpoint.address6)
-        endpoint.network.endpoints.pop(endpoint.container_id, None)
+        with self.lock:
+            if endpoint.address:
+                endpoint.network.pool.release(endpoint.address)
+            if endpoint.address6:
+                endpoint.network.pool6.release(endpoint.address6)
 
     def restore(self, container, monitor, children, alive=True):
         """daemon.restore for a container that ran on while the daemon was down: its addresses

@@ -3,7 +3,8 @@
 Set BENCH_REF_HOST=unix:///path/to/dockerd.sock (and BENCH_REF_PID=<dockerd pid>) to measure a
 running dockerd 20.10 in the same run; for the networking figures, run that dockerd in a network
 namespace of its own and set BENCH_REF_NETNS=/var/run/netns/<name> (never beside a pydockerd
-with iptables on: both manage the same chains). BENCH_ONLY=log runs only the logging rows.
+with iptables on: both manage the same chains). BENCH_ONLY=log runs only the logging rows,
+BENCH_ONLY=network only the networking ones.
 Figures are printed, never asserted: speed goals live here, not in the tests.
 """
 import compileall
@@ -409,18 +410,19 @@ def main():
     # (compileall writes it even where PYTHONDONTWRITEBYTECODE is set) so boots are comparable.
     compileall.compile_dir(os.path.join(REPO, "drivers"), quiet=1)
     work = tempfile.mkdtemp(prefix="pyd-bench-", dir="/tmp")
-    everything = os.environ.get("BENCH_ONLY") != "log"
+    only = os.environ.get("BENCH_ONLY")
     try:
-        if everything:
+        if not only:
             bench_daemon(work)
         networked = DaemonProcess(new_daemon_dir(), [], netns=True).start()
         try:
             hosts = [("pydockerd", networked.host, networked.netns_path)]
             if os.environ.get("BENCH_REF_HOST") and os.environ.get("BENCH_REF_NETNS"):
                 hosts.append(("reference", os.environ["BENCH_REF_HOST"], os.environ["BENCH_REF_NETNS"]))
-            if everything:
+            if only != "log":
                 bench_network(hosts, work)
-            bench_logging(hosts, work)
+            if only != "network":
+                bench_logging(hosts, work)
         finally:
             networked.cleanup()
     finally:

@@ -216,6 +216,27 @@ def test_sysfs_is_read_only(run):
     assert mount_line(run(["mount"]).stdout, "/sys").startswith("sysfs on /sys type sysfs (ro,")
 
 
+def test_init_joins_its_cgroups_before_it_is_ready(run, tmp_path):
+    """Command.cgroup_dirs: the init is moved in while it builds its root, so it is inside
+    when the gate opens (a v1 pids hierarchy, or the unified one)."""
+    hierarchy = "/sys/fs/cgroup/pids" if os.path.isdir("/sys/fs/cgroup/pids") else "/sys/fs/cgroup"
+    directory = os.path.join(hierarchy, "pydockerd-test-" + tmp_path.name)
+    os.mkdir(directory)
+    try:
+        result = run(["cat", "/proc/self/cgroup"], cgroup_dirs=[directory])
+        assert result.exit_code == 0, result
+        assert "/" + os.path.basename(directory) + "\n" in result.stdout
+    finally:
+        os.rmdir(directory)
+
+
+def test_init_that_cannot_join_its_cgroups_never_starts(run):
+    result = run(["true"], cgroup_dirs=["/nonexistent-pydockerd-cgroup"])
+    assert result.exit_code == 128
+    assert result.error.startswith("cgroups: write ")
+    assert result.error.endswith(" to /nonexistent-pydockerd-cgroup/cgroup.procs: no such file or directory")
+
+
 def test_cgroup_view_is_read_only(run):
     assert "(ro," in mount_line(run(["mount"]).stdout, "/sys/fs/cgroup")
 

@@ -206,7 +206,29 @@ def test_veth_peer_born_in_another_netns_with_its_name_and_mac(make_netns):
         os.close(fd)
     with netlink.Handle(path(container)) as handle:
         eth0 = handle.link("eth0")
-        assert (eth0["kind"], eth0["mac"], eth0["mtu"]) == ("veth", MAC, 1400)
+        assert (eth0["kind"], eth0["mac"], eth0["mtu"], eth0["up"]) == ("veth", MAC, 1400, False)
+
+
+def test_veth_born_on_the_bridge_and_up_in_one_request(make_netns):
+    """create_endpoint's single RTM_NEWLINK: the first end already a port of the bridge and
+    up, the peer (down) in the other namespace; a bridge that does not exist creates nothing."""
+    host, container = make_netns(), make_netns()
+    fd = os.open(path(container), os.O_RDONLY)
+    try:
+        with netlink.Handle(path(host)) as handle:
+            handle.add_bridge("br-pyd")
+            handle.set_up("br-pyd")
+            handle.add_veth("veth-pyd", "eth0", peer_netns_fd=fd, master="br-pyd", up=True)
+            end = handle.link("veth-pyd")
+            assert (end["master"], end["up"]) == (handle.link_index("br-pyd"), True)
+            with pytest.raises(netlink.NetlinkError) as raised:
+                handle.add_veth("veth-pyd2", "eth1", peer_netns_fd=fd, master="br-none", up=True)
+            assert raised.value.errno == errno.ENODEV
+            assert handle.link_index("veth-pyd2") is None
+    finally:
+        os.close(fd)
+    with netlink.Handle(path(container)) as handle:
+        assert not handle.link("eth0")["up"] and handle.link_index("eth1") is None
 
 
 def test_set_netns_by_pid_and_delete(make_netns):

@@ -201,6 +201,17 @@ def test_default_bridge_is_docker0_on_172_17(daemon):
     assert "docker0" in link_names(daemon)
 
 
+def test_run_rm_has_left_no_veth_when_it_returns(daemon):
+    """The exit deletes the veth pair in the background (the kernel takes ~15 ms, which the
+    rest of the exit overlaps); the removal waits for it before it reports the container gone.
+    And the next run gets the address back."""
+    before = link_names(daemon)
+    for _ in range(5):
+        shown = out(run_rm(daemon, "busybox", "ip", "-o", "-4", "addr", "show", "eth0"))
+        assert link_names(daemon) == before
+        assert " 172.17.0.2/16 " in shown
+
+
 def test_network_settings_match_the_bridge_network_like_dockerd(daemon):
     cid = start(daemon, *SLEEP)
     settings = settings_of(daemon, cid)

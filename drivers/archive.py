@@ -80,6 +80,9 @@ BLOCK_SIZE = 512
 ZERO_BLOCK = b"\0" * BLOCK_SIZE
 END_OF_ARCHIVE = ZERO_BLOCK * 2
 COPY_BUFFER_SIZE = 1 << 20
+# decompress_stream's read-ahead, well below COPY_BUFFER_SIZE: a file's data is then read
+# straight into the copy buffer, only headers and what came with them pass through this one.
+STREAM_BUFFER_SIZE = 1 << 16
 MAX_SPECIAL_FILE_SIZE = 1 << 20  # PAX records and GNU long names: Go's archive/tar caps them the same
 MAX_SYMLINK_HOPS = 40            # the kernel's MAXSYMLINKS
 MAX_CACHED_DIRS = 256            # open dir fds kept by one resolver, well below RLIMIT_NOFILE
@@ -128,7 +131,7 @@ def decompress_stream(fileobj):
     neither compressed in a way we know nor a tar is refused here, before anything is written.
     """
     head = _read_up_to(fileobj, BLOCK_SIZE)
-    stream = io.BufferedReader(_Replay(head, fileobj), COPY_BUFFER_SIZE)
+    stream = io.BufferedReader(_Replay(head, fileobj), STREAM_BUFFER_SIZE)
     kind = detect_compression(head)
     if kind == "gzip":
         return gzip.GzipFile(fileobj=stream, mode="rb")

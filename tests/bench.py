@@ -4,7 +4,7 @@ Set BENCH_REF_HOST=unix:///path/to/dockerd.sock (and BENCH_REF_PID=<dockerd pid>
 running dockerd 20.10 in the same run; for the networking figures, run that dockerd in a network
 namespace of its own and set BENCH_REF_NETNS=/var/run/netns/<name> (never beside a pydockerd
 with iptables on: both manage the same chains). BENCH_ONLY=log runs only the logging rows,
-BENCH_ONLY=network only the networking ones.
+BENCH_ONLY=network only the networking ones, BENCH_ONLY=runtime only the stats, cp and commit rows.
 Figures are printed, never asserted: speed goals live here, not in the tests.
 """
 import compileall
@@ -252,17 +252,14 @@ def bench_build(hosts, work):
 
 STATS_CONTAINERS = 20
 CP_MB = 100
+CP_SMALL_FILES = 5000
 COMMIT_MB = 50
 
 
 def bench_runtime(hosts, work):
-    """docker stats --no-stream for 20 running containers; docker cp of a 100 MB directory
+    """docker stats --no-stream for 20 running containers; docker cp of each of cp_payloads
     both ways; docker commit of a container with 50 MB of changes."""
-    payload = os.path.join(work, "cp-payload")
-    os.makedirs(payload)
-    for index in range(10):
-        with open(os.path.join(payload, "part%d" % index), "wb") as part:
-            part.write(os.urandom(CP_MB * 1024 * 1024 // 10))
+    payloads = cp_payloads(work)
     for label, host in hosts:
         load_busybox(host, work)
         env = dict(os.environ, DOCKER_HOST=host)
@@ -273,16 +270,47 @@ def bench_runtime(hosts, work):
         runs = [docker(host, "stats", "--no-stream") for _ in range(3)]
         print("stats --no-stream   %-10s median %.2f s (%d containers)"
               % (label, statistics.median(runs), STATS_CONTAINERS))
-        into = docker(host, "cp", payload, ids[0] + ":/tmp/payload")
-        out_dir = os.path.join(work, "cp-out-" + label)
-        back = docker(host, "cp", ids[0] + ":/tmp/payload", out_dir)
-        print("cp %d MB in / out    %-10s %.2f / %.2f s" % (CP_MB, label, into, back))
+        # Untimed: the first 100 MB written after a daemon (or a VM) starts take up to five
+        # times as long in write(2) as later ones, whichever daemon comes first.
+        docker(host, "cp", payloads[0][1], ids[0] + ":/tmp/warm-up")
+        docker(host, "exec", ids[0], "rm", "-rf", "/tmp/warm-up")
+        for what, payload in payloads:
+            # Each copy starts with nothing left to write back: the pages the payloads or an
+            # earlier copy dirtied would slow whichever daemon came next.
+            os.sync()
+            into = docker(host, "cp", payload, ids[0] + ":/tmp/payload")
+            out_dir = os.path.join(work, "cp-out-" + label)
+            os.sync()
+            back = docker(host, "cp", ids[0] + ":/tmp/payload", out_dir)
+            print("cp %-18s in / out  %-10s %.2f / %.2f s" % (what, label, into, back))
+            docker(host, "exec", ids[0], "rm", "-rf", "/tmp/payload")
+            shutil.rmtree(out_dir) if os.path.isdir(out_dir) else os.remove(out_dir)
         docker(host, "exec", ids[1], "sh", "-c", "head -c %d /dev/urandom > /tmp/changes" % (COMMIT_MB << 20))
         seconds = docker(host, "commit", ids[1], "bench/committed:1")
         print("commit %d MB          %-10s %.2f s" % (COMMIT_MB, label, seconds))
         docker(host, "rm", "-f", *ids)
         docker(host, "rmi", "bench/committed:1", "bench/busybox:1")
-        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def cp_payloads(work):
+    """What `docker cp` carries: a 100 MB directory of ten files, one 100 MB file, and
+    CP_SMALL_FILES files of 4 KB (where the time goes to entries, not bytes)."""
+    tree = os.path.join(work, "cp-tree")
+    os.makedirs(tree)
+    for index in range(10):
+        with open(os.path.join(tree, "part%d" % index), "wb") as part:
+            part.write(os.urandom(CP_MB * 1024 * 1024 // 10))
+    big = os.path.join(work, "cp-file")
+    with open(big, "wb") as whole:
+        whole.write(os.urandom(CP_MB * 1024 * 1024))
+    small = os.path.join(work, "cp-small")
+    for index in range(CP_SMALL_FILES):
+        directory = os.path.join(small, "d%02d" % (index % 50))
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "f%d" % index), "wb") as each:
+            each.write(os.urandom(4096))
+    return [("%d MB in 10 files" % CP_MB, tree), ("%d MB in 1 file" % CP_MB, big),
+            ("%d x 4 KB" % CP_SMALL_FILES, small)]
 
 
 def container_ids(host, label_filter):
@@ -412,8 +440,13 @@ def main():
     work = tempfile.mkdtemp(prefix="pyd-bench-", dir="/tmp")
     only = os.environ.get("BENCH_ONLY")
     try:
-        if not only:
-            bench_daemon(work)
+        if only in (None, "runtime"):
+            if only is None:
+                bench_boot()
+            bench_daemon(work, [bench_runtime] if only else [
+                bench_images, bench_registry, bench_containers, bench_build, bench_runtime])
+        if only == "runtime":
+            return
         networked = DaemonProcess(new_daemon_dir(), [], netns=True).start()
         try:
             hosts = [("pydockerd", networked.host, networked.netns_path)]
@@ -429,19 +462,16 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
-def bench_daemon(work):
-    """The rows that need no network: boot, images, registry, containers, build, runtime."""
-    bench_boot()
+def bench_daemon(work, benches):
+    """The rows that need no network (images, registry, containers, build, runtime): each of
+    `benches`, against a pydockerd without networking and the reference daemon."""
     daemon = DaemonProcess(new_daemon_dir(), ["-b", "none"]).start()
     try:
         hosts = [("pydockerd", daemon.host)]
         if os.environ.get("BENCH_REF_HOST"):
             hosts.append(("reference", os.environ["BENCH_REF_HOST"]))
-        bench_images(hosts, work)
-        bench_registry(hosts, work)
-        bench_containers(hosts, work)
-        bench_build(hosts, work)
-        bench_runtime(hosts, work)
+        for bench in benches:
+            bench(hosts, work)
     finally:
         daemon.cleanup()
 

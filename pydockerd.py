@@ -2717,6 +2717,10 @@ def create_exec(daemon, container, request):
     if container.paused:
         raise errdefs.Conflict("Container %s is paused, unpause the container before exec"
                                % container.id)
+    try:
+        parse_detach_keys(request.get("DetachKeys") or "")
+    except InvalidParameter:
+        raise InvalidParameter("Invalid escape keys (%s) provided" % request["DetachKeys"]) from None
     exec_config = ExecConfig(container, request)
     daemon.execs.add(exec_config)
     daemon.events.log("container", "exec_create: " + exec_config.description, container.id,
@@ -2814,6 +2818,7 @@ def watch_exec(daemon, exec_config, monitor):
 def finish_exec(daemon, exec_config, monitor):
     state = monitor.wait(timeout=None)
     with exec_config.lock:
+        exec_config.monitor = None  # the record outlives its process (ExecStore): keep it small
         exec_config.running = False
         exec_config.exit_code = 126 if state.get("exit_code") is None else state["exit_code"]
     exec_config.exited.set()
@@ -4160,13 +4165,14 @@ DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
 
 
 def parse_detach_keys(text):
-    """term.ToBytes: "ctrl-p,ctrl-q" -> b"\\x10\\x11"; a single character stands for itself."""
+    """term.ToBytes: "ctrl-p,ctrl-q" -> b"\\x10\\x11"; a single byte stands for itself (a
+    character that UTF-8 writes in several bytes is no key, as in Go)."""
     if not text:
         return DEFAULT_DETACH_KEYS
     keys = bytearray()
     for key in text.split(","):
         key = key.strip().lower()
-        if len(key) == 1:
+        if len(key) == 1 and ord(key) < 0x80:
             keys.append(ord(key))
         elif key.startswith("ctrl-") and len(key) == 6 and key[5] in "abcdefghijklmnopqrstuvwxyz@[\\]^_":
             keys.append(ord(key[5].upper()) - 64)

@@ -185,6 +185,18 @@ def test_ps_args_with_a_nul_byte_are_a_bad_parameter(api):
         400, {"message": "invalid argument: NUL byte in query parameter ps_args"})
 
 
+def test_detach_keys_outside_ascii_are_invalid_as_in_go(api):
+    """Found by the soak run: `attach?detachKeys=%F2%91%AC%BC` (one character, four bytes in
+    UTF-8) answered 500, and an exec created with such DetachKeys failed after its start had
+    answered. Go's term.ToBytes takes a one-byte key only."""
+    running_container(api, "keys", tty=True)
+    answer = api("POST", "/containers/keys/attach?stream=1&stdout=1&detachKeys=%F2%91%AC%BC")
+    assert (answer.status, answer.json()) == (
+        400, {"message": "Invalid detach keys (\U00091b3c) provided"})
+    made = api("POST", "/containers/keys/exec", {"Cmd": ["true"], "DetachKeys": "\u00e9"})
+    assert (made.status, made.json()) == (400, {"message": "Invalid escape keys (\u00e9) provided"})
+
+
 def test_the_archive_of_a_running_container_root_holds_proc_and_sys_empty(api, plain_daemon):
     """Found: `GET archive?path=` (the root) of a running container broke off mid-stream with
     ": Permission denied": the walk went into the container's /proc and /sys. dockerd reads

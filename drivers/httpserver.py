@@ -79,7 +79,7 @@ import ssl
 import threading
 import time
 
-from drivers import errdefs
+from drivers import errdefs, linux
 
 log = logging.getLogger("pydockerd.httpserver")
 # net/http's DefaultMaxHeaderBytes; Go reads up to 4 KB beyond it before it answers 431.
@@ -772,6 +772,8 @@ class WorkerPool(object):
                     if left <= 0:
                         self.idle -= 1
                         self.threads -= 1
+                        if not self.threads:  # the burst is over: its memory goes back
+                            linux.malloc_trim()
                         return
                     self.cond.wait(left)
                 self.idle -= 1

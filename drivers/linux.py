@@ -139,6 +139,16 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
 SIOCOUTQ = 0x5411  # TIOCOUTQ
 
 
+def malloc_trim():
+    """glibc's malloc_trim(0): give the heap's free pages back to the kernel. Each thread that
+    served a request may have allocated in an arena of its own, and glibc keeps an arena's
+    freed memory for later; after a burst, the daemon's memory would stay at its peak. A libc
+    without it (musl) returns memory by itself."""
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def unread_bytes(sock):
     """SIOCOUTQ on a unix stream socket: how many of the bytes sent its peer has not read yet
     (they stay charged to the sender until the receiver consumes them)."""

@@ -432,7 +432,8 @@ def _await_init(intermediate_pid, sync, cgroup_dirs):
 
 def _join_cgroups(pid, cgroup_dirs):
     """Move the init into its cgroups (Manager.Apply); on a failure the init is killed and
-    the error message returned, in drivers/cgroups.py's words."""
+    the error message returned, in drivers/cgroups.py's words. The monitor does this itself
+    rather than import drivers/cgroups.py (and its eBPF device filter) into every monitor."""
     for directory in cgroup_dirs:
         path = os.path.join(directory, "cgroup.procs")
         try:

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import DaemonProcess, new_daemon_dir
+from containers_support import read_stream
 from drivers import httpserver
 
 HOST = b"Host: docker\r\n"
@@ -40,21 +41,12 @@ def connect(path, timeout=10):
     return sock
 
 
-def read_until_closed(sock):
-    out = b""
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return out
-        out += data
-
-
 def exchange(daemon, data):
     """Send raw bytes, half-close, and read everything until the daemon closes."""
     with connect(daemon.socket) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
-        return read_until_closed(sock)
+        return read_stream(sock)
 
 
 def read_response(sock, buffered=b""):
